@@ -1,0 +1,41 @@
+"""onnx_jax: run ONNX models on JAX, and get them back as differentiable JAX functions."""
+
+from __future__ import annotations
+
+from . import ops as _ops  # noqa: F401  (registers every op)
+from .backend import OnnxJaxBackend, OnnxJaxRep
+from .errors import (
+    InvalidInputError,
+    InvalidModelError,
+    NodeExecutionError,
+    OnnxJaxError,
+    StaticValueRequiredError,
+    UnsupportedOpError,
+)
+from .registry import REGISTRY, Registry
+
+__version__ = "0.1.0"
+
+prepare = OnnxJaxBackend.prepare
+run_model = OnnxJaxBackend.run_model
+run_node = OnnxJaxBackend.run_node
+supports_device = OnnxJaxBackend.supports_device
+is_compatible = OnnxJaxBackend.is_compatible
+
+__all__ = [
+    "InvalidInputError",
+    "InvalidModelError",
+    "NodeExecutionError",
+    "OnnxJaxBackend",
+    "OnnxJaxError",
+    "OnnxJaxRep",
+    "REGISTRY",
+    "Registry",
+    "StaticValueRequiredError",
+    "UnsupportedOpError",
+    "is_compatible",
+    "prepare",
+    "run_model",
+    "run_node",
+    "supports_device",
+]

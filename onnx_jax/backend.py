@@ -1,0 +1,199 @@
+"""The onnx.backend API: prepare a model once, run it cheaply many times."""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+import onnx
+from onnx.backend.base import Backend, BackendRep, Device, DeviceType
+
+from .compiler import Program, make_function
+from .dtypes import x64
+from .errors import InvalidInputError
+from .graph import ModelLike, ValueInfo, build_graph, load_model
+from .registry import REGISTRY, Registry
+
+DEFAULT_CACHE_SIZE = 32  # compiled executables kept per prepared model (one per input signature)
+
+
+def jax_device(device: str = "CPU") -> jax.Device:
+    """The first JAX device for an onnx.backend device string ('CPU', 'CUDA', 'CUDA:1')."""
+    parsed = Device(device)
+    platform = "cpu" if parsed.type == DeviceType.CPU else "gpu"
+    try:
+        devices = jax.devices(platform)
+    except RuntimeError:
+        raise ValueError(f"device {device!r}: JAX sees no {platform} device") from None
+    if parsed.device_id >= len(devices):
+        raise ValueError(f"device {device!r}: JAX sees only {len(devices)} {platform} device(s)")
+    return devices[parsed.device_id]
+
+
+class OnnxJaxRep(BackendRep):
+    """A prepared model: ops resolved and weights on the device; executables compiled per input signature."""
+
+    def __init__(self, program: Program, device: str = "CPU", *, cache_size: int = DEFAULT_CACHE_SIZE):
+        self.program = program
+        self.device = jax_device(device)
+        self._inputs: tuple[ValueInfo, ...] = program.graph.inputs
+        self._static = tuple(i.name in program.static_names for i in self._inputs)
+        with x64():
+            self._params = jax.device_put(program.params, self.device)
+        self._cache: collections.OrderedDict[tuple, Any] = collections.OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return self.program.input_names
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return self.program.output_names
+
+    def run(self, inputs: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:
+        """Outputs in graph-output order for inputs given as a dict by name or a list in graph-input order."""
+        arrays = self._arrange(inputs)
+        key = tuple(
+            (a.shape, a.dtype, a.tobytes()) if static else (a.shape, a.dtype)
+            for a, static in zip(arrays, self._static)
+        )
+        traced = [a for a, static in zip(arrays, self._static) if not static]
+        with x64():
+            outputs = self._executable(key, arrays, traced)(self._params, *traced)
+        return tuple(np.asarray(o) for o in outputs)
+
+    def _executable(self, key: tuple, arrays: list[np.ndarray], traced: list[np.ndarray]) -> Any:
+        with self._lock:
+            compiled = self._cache.get(key)
+            if compiled is not None:
+                self._cache.move_to_end(key)
+                return compiled
+        for value, info in zip(arrays, self._inputs):
+            _check_input(value, info)
+        static = {i.name: a for i, a, s in zip(self._inputs, arrays, self._static) if s}
+        fn = make_function(self.program, static)
+        compiled = jax.jit(fn, device=self.device).lower(self._params, *traced).compile()
+        with self._lock:
+            self._cache[key] = compiled
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return compiled
+
+    def _arrange(self, inputs: Any) -> list[np.ndarray]:
+        if isinstance(inputs, Mapping):
+            unknown = set(inputs) - set(self.input_names)
+            if unknown:
+                raise InvalidInputError(
+                    f"unknown input name(s) {sorted(unknown)}; the model's inputs are {list(self.input_names)}"
+                )
+            missing = [n for n in self.input_names if n not in inputs]
+            if missing:
+                raise InvalidInputError(f"missing input(s) {missing}; the model's inputs are {list(self.input_names)}")
+            values = [inputs[n] for n in self.input_names]
+        else:
+            values = list(inputs) if isinstance(inputs, Sequence) or not hasattr(inputs, "shape") else [inputs]
+            if len(values) != len(self._inputs):
+                raise InvalidInputError(
+                    f"the model takes {len(self._inputs)} input(s) {list(self.input_names)}, got {len(values)}"
+                )
+        return [_as_array(v, info) for v, info in zip(values, self._inputs)]
+
+
+def _as_array(value: Any, info: ValueInfo) -> np.ndarray:
+    """numpy data for an input: arrays keep their dtype (checked later), Python scalars/lists take the declared one."""
+    if isinstance(value, (np.ndarray, np.generic, jax.Array)):
+        return np.asarray(value)
+    try:
+        return np.asarray(value, dtype=info.dtype)
+    except (TypeError, ValueError) as e:
+        raise InvalidInputError(f"input {info.name!r}: cannot convert {type(value).__name__} to an array: {e}") from e
+
+
+def _check_input(value: np.ndarray, info: ValueInfo) -> None:
+    if info.dtype is not None and value.dtype != info.dtype:
+        raise InvalidInputError(
+            f"input {info.name!r} must have dtype {info.dtype}, got {value.dtype} "
+            f"(convert it first, e.g. x.astype(np.{info.dtype}))"
+        )
+    if info.shape is None:
+        return
+    if value.ndim != len(info.shape):
+        raise InvalidInputError(
+            f"input {info.name!r} must have rank {len(info.shape)} (shape {_shape_text(info.shape)}), "
+            f"got shape {value.shape}"
+        )
+    for axis, (want, got) in enumerate(zip(info.shape, value.shape)):
+        if isinstance(want, int) and want > 0 and want != got:
+            raise InvalidInputError(
+                f"input {info.name!r}: dimension {axis} must be {want} (shape {_shape_text(info.shape)}), "
+                f"got shape {value.shape}"
+            )
+
+
+def _shape_text(shape: tuple) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+class OnnxJaxBackend(Backend):
+    """onnx.backend.base.Backend for onnx_jax."""
+
+    @classmethod
+    def prepare(
+        cls,
+        model: ModelLike,
+        device: str = "CPU",
+        *,
+        registry: Registry = REGISTRY,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        **kwargs: Any,
+    ) -> OnnxJaxRep:
+        proto, base_dir = load_model(model)
+        program = Program(build_graph(proto, base_dir), registry)
+        return OnnxJaxRep(program, device, cache_size=cache_size)
+
+    @classmethod
+    def run_model(cls, model: ModelLike, inputs: Any, device: str = "CPU", **kwargs: Any) -> tuple[np.ndarray, ...]:
+        return cls.prepare(model, device, **kwargs).run(inputs)
+
+    @classmethod
+    def run_node(
+        cls, node: onnx.NodeProto, inputs: Any, device: str = "CPU", outputs_info: Any = None, **kwargs: Any
+    ) -> tuple[np.ndarray, ...]:
+        """Run a single node on numpy inputs (by position, or by name as a dict)."""
+        names = [n for n in node.input if n]
+        if isinstance(inputs, Mapping):
+            values = [np.asarray(inputs[n]) for n in names]
+        else:
+            values = [np.asarray(v) for v in inputs]
+        from .dtypes import to_onnx_dtype
+
+        graph = onnx.helper.make_graph(
+            [node],
+            "run_node",
+            [onnx.helper.make_tensor_value_info(n, to_onnx_dtype(v.dtype), v.shape) for n, v in zip(names, values)],
+            [onnx.helper.make_value_info(n, onnx.TypeProto()) for n in node.output if n],
+        )
+        opset = kwargs.pop("opset_version", onnx.defs.onnx_opset_version())
+        domains = {node.domain or ""} | {""}
+        model = onnx.helper.make_model(
+            graph, opset_imports=[onnx.helper.make_opsetid(d, opset if d == "" else 1) for d in domains]
+        )
+        return cls.prepare(model, device, **kwargs).run(values)
+
+    @classmethod
+    def supports_device(cls, device: str) -> bool:
+        try:
+            jax_device(device)
+        except ValueError:
+            return False
+        return True
+
+    @classmethod
+    def is_compatible(cls, model: onnx.ModelProto, device: str = "CPU", **kwargs: Any) -> bool:
+        return cls.supports_device(device)

@@ -1,0 +1,184 @@
+"""Graph -> one traceable JAX function.
+
+Values flowing through the function are *static* (numpy arrays known while tracing) or *traced*
+(jax arrays / tracers). A node whose inputs are all static is folded at trace time by the same op
+code, so Shape -> Gather -> Concat -> Reshape chains disappear before XLA sees them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import numpy as np
+
+from .dtypes import is_float
+from .errors import (
+    InvalidModelError,
+    NodeExecutionError,
+    OnnxJaxError,
+    StaticValueRequiredError,
+    UnsupportedOpError,
+)
+from .graph import Graph, Node
+from .registry import REGISTRY, OpDef, Registry
+
+Value = Any  # np.ndarray (static), jax.Array (traced), list (sequence) or None (empty optional)
+
+
+def is_static(value: Value) -> bool:
+    """True when the value is known at trace time (numpy data, or a sequence of it)."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return True
+    if isinstance(value, list):
+        return all(is_static(v) for v in value)
+    return value is None
+
+
+@dataclass(frozen=True)
+class Context:
+    """What an op registered with `context=True` gets: its node, and a way to run subgraphs."""
+
+    node: Node
+    env: Mapping[str, Value]
+    program: Program
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.node.outputs)
+
+    def output_used(self, index: int) -> bool:
+        return index < len(self.node.outputs) and bool(self.node.outputs[index])
+
+    def run_subgraph(self, graph: Graph, *inputs: Value) -> tuple[Value, ...]:
+        """Evaluate a subgraph on positional inputs; it sees this node's scope by name."""
+        if len(inputs) != len(graph.inputs):
+            raise InvalidModelError(
+                f"node {self.node.name!r}: subgraph {graph.name!r} takes {len(graph.inputs)} inputs, got {len(inputs)}"
+            )
+        scope = {**self.env, **graph.initializers}
+        scope.update((info.name, v) for info, v in zip(graph.inputs, inputs))
+        return self.program.evaluate(graph, scope)
+
+
+def resolve_ops(graph: Graph, registry: Registry) -> dict[Node, OpDef]:
+    """The implementation of every node, subgraphs included; all unsupported ops reported at once."""
+    plan, missing = {}, {}
+    for node in graph.walk():
+        opdef = registry.resolve(node.domain, node.op_type, node.opset)
+        if opdef is None:
+            missing.setdefault((node.domain, node.op_type, node.opset), []).append(node.name)
+        else:
+            plan[node] = opdef
+    if missing:
+        raise UnsupportedOpError((d, t, v, tuple(names)) for (d, t, v), names in missing.items())
+    return plan
+
+
+def static_names(graph: Graph, plan: Mapping[Node, OpDef]) -> frozenset[str]:
+    """Names whose values must be known at trace time: static op inputs and everything they are computed from."""
+    producer = {out: node for node in graph.walk() for out in node.outputs if out}
+    pending = [
+        node.inputs[i]
+        for node in graph.walk()
+        for i in plan[node].static
+        if i < len(node.inputs) and node.inputs[i]
+    ]
+    needed: set[str] = set()
+    while pending:
+        name = pending.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        node = producer.get(name)
+        if node is not None and not plan[node].shape_only:
+            pending.extend(n for n in node.inputs if n)
+    return frozenset(needed)
+
+
+class Program:
+    """A graph ready to trace: ops resolved, initializers split into trainable params and constants."""
+
+    def __init__(self, graph: Graph, registry: Registry = REGISTRY):
+        self.graph = graph
+        self.plan = resolve_ops(graph, registry)
+        self.static_names = static_names(graph, self.plan)
+        inits = graph.initializers
+        self.params = {n: a for n, a in inits.items() if is_float(a.dtype) and n not in self.static_names}
+        self.constants = {n: a for n, a in inits.items() if n not in self.params}
+        self.input_names = tuple(i.name for i in graph.inputs)
+        self.output_names = tuple(o.name for o in graph.outputs)
+
+    def __call__(self, params: Mapping[str, Value], inputs: Mapping[str, Value]) -> tuple[Value, ...]:
+        """The whole graph as a function of (params, inputs by name); pure and traceable."""
+        return self.evaluate(self.graph, {**self.constants, **params, **inputs})
+
+    def evaluate(self, graph: Graph, env: dict[str, Value]) -> tuple[Value, ...]:
+        for node in graph.nodes:
+            args = [self._lookup(env, name, node) for name in node.inputs]
+            results = self._call(node, args, env)
+            for name, value in zip(node.outputs, results):
+                if name:
+                    env[name] = value
+        return tuple(self._lookup(env, o.name, None) for o in graph.outputs)
+
+    @staticmethod
+    def _lookup(env: Mapping[str, Value], name: str, node: Node | None) -> Value:
+        if not name:
+            return None
+        try:
+            return env[name]
+        except KeyError:
+            where = f"node {node.name!r} ({node.op_type}) input" if node else "graph output"
+            raise InvalidModelError(f"{where} {name!r} is not produced by any node, input or initializer") from None
+
+    def _call(self, node: Node, args: list[Value], env: Mapping[str, Value]) -> tuple[Value, ...]:
+        opdef = self.plan[node]
+        for i in opdef.static:
+            if i < len(args) and not is_static(args[i]):
+                raise StaticValueRequiredError(node.name, node.op_type, node.inputs[i], i)
+        kwargs = dict(node.attrs)
+        if opdef.context:
+            kwargs["ctx"] = Context(node, env, self)
+        try:
+            if opdef.fold and all(is_static(a) for a in args):
+                with jax.ensure_compile_time_eval():
+                    result = _to_static(opdef.fn(*args, **kwargs))
+            else:
+                result = opdef.fn(*args, **kwargs)
+        except OnnxJaxError:
+            raise
+        except Exception as e:
+            raise NodeExecutionError(node.name, node.op_type, e) from e
+        results = result if isinstance(result, tuple) else (result,)
+        wanted = len(node.outputs)
+        if len(results) < wanted and any(node.outputs[len(results):]):
+            raise NodeExecutionError(
+                node.name, node.op_type, ValueError(f"produced {len(results)} outputs, the node names {wanted}")
+            )
+        return results[:wanted]
+
+
+def _to_static(result: Value) -> Value:
+    if isinstance(result, tuple):
+        return tuple(_to_static(r) for r in result)
+    if isinstance(result, list):
+        return [_to_static(r) for r in result]
+    if result is None or isinstance(result, np.ndarray):
+        return result
+    return np.asarray(result)
+
+
+def make_function(program: Program, static_inputs: Mapping[str, np.ndarray]) -> Callable:
+    """fn(params, *traced_inputs) for the inputs not in `static_inputs`, in graph-input order."""
+    traced_names = [n for n in program.input_names if n not in static_inputs]
+
+    def fn(params: Mapping[str, Value], *traced: Value) -> tuple[Value, ...]:
+        return program(params, {**static_inputs, **dict(zip(traced_names, traced))})
+
+    return fn
+
+
+__all__ = ["Context", "Program", "is_static", "make_function", "resolve_ops", "static_names"]

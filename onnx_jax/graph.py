@@ -1,0 +1,243 @@
+"""Loader: ModelProto (or a path, or bytes) -> an immutable Graph with attributes decoded once.
+
+The user's ModelProto is only read, never modified.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Union
+
+import numpy as np
+import onnx
+from onnx import AttributeProto, numpy_helper
+
+from .dtypes import to_numpy_dtype
+from .errors import InvalidModelError
+
+ModelLike = Union[onnx.ModelProto, str, os.PathLike, bytes]
+
+STANDARD_DOMAINS = frozenset({"", "ai.onnx.ml", "ai.onnx.preview.training"})
+
+# Opset-1 ops carry `consumed_inputs`, a legacy in-place hint with no effect on the result.
+IGNORED_ATTRIBUTES = frozenset({"consumed_inputs"})
+
+
+@dataclass(frozen=True)
+class ValueInfo:
+    """A graph input or output: its name and, when declared, dtype and shape (ints, names or None)."""
+
+    name: str
+    dtype: np.dtype | None = None
+    shape: tuple[int | str | None, ...] | None = None
+    kind: str = "tensor"  # tensor, sequence, optional, map, or unknown
+
+
+@dataclass(frozen=True, eq=False)
+class Node:
+    op_type: str
+    domain: str
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attrs: Mapping[str, Any]
+    opset: int  # the model's opset for this node's domain
+
+
+@dataclass(frozen=True, eq=False)
+class Graph:
+    name: str
+    nodes: tuple[Node, ...]
+    inputs: tuple[ValueInfo, ...]  # run-time inputs; initializers are not among them
+    outputs: tuple[ValueInfo, ...]
+    initializers: Mapping[str, np.ndarray]
+    opsets: Mapping[str, int]
+    overridable: frozenset[str] = field(default=frozenset())  # initializers also listed as inputs
+
+    def walk(self):
+        """Every node of the graph and of its subgraphs, depth first."""
+        for node in self.nodes:
+            yield node
+            for value in node.attrs.values():
+                for sub in value if isinstance(value, tuple) else (value,):
+                    if isinstance(sub, Graph):
+                        yield from sub.walk()
+
+
+def load_model(model: ModelLike) -> tuple[onnx.ModelProto, str | None]:
+    """Read a model from a ModelProto, a file path or serialized bytes; returns it with its folder."""
+    if isinstance(model, onnx.ModelProto):
+        return model, None
+    if isinstance(model, bytes):
+        try:
+            return onnx.load_from_string(model), None
+        except Exception as e:
+            raise InvalidModelError(f"bytes given are not a serialized ONNX model: {e}") from e
+    path = os.fspath(model)
+    if not os.path.isfile(path):
+        raise InvalidModelError(f"model file {path!r} does not exist")
+    try:
+        proto = onnx.load(path, load_external_data=False)
+    except Exception as e:
+        raise InvalidModelError(f"{path!r} is not a readable ONNX model: {e}") from e
+    return proto, os.path.dirname(os.path.abspath(path))
+
+
+def opset_map(model: onnx.ModelProto) -> dict[str, int]:
+    """The model's opset per domain; 'ai.onnx' is spelled ''."""
+    opsets = {}
+    for entry in model.opset_import:
+        domain = "" if entry.domain == "ai.onnx" else entry.domain
+        opsets[domain] = entry.version
+    if model.ir_version and model.ir_version < 3 and "" not in opsets:
+        opsets[""] = 1
+    return opsets
+
+
+def build_graph(model: onnx.ModelProto, base_dir: str | None = None) -> Graph:
+    """The immutable Graph of a model."""
+    if not model.HasField("graph"):
+        raise InvalidModelError("the model has no graph")
+    return _graph(model.graph, opset_map(model), base_dir)
+
+
+def _graph(proto: onnx.GraphProto, opsets: Mapping[str, int], base_dir: str | None) -> Graph:
+    initializers = {t.name: _tensor(t, base_dir) for t in proto.initializer}
+    for sparse in proto.sparse_initializer:
+        initializers[sparse.values.name] = _sparse_tensor(sparse, base_dir)
+    nodes = tuple(_node(n, i, opsets, base_dir) for i, n in enumerate(proto.node))
+    listed = {i.name for i in proto.input}
+    return Graph(
+        name=proto.name,
+        nodes=nodes,
+        inputs=tuple(_value_info(v) for v in proto.input if v.name not in initializers),
+        outputs=tuple(_value_info(v) for v in proto.output),
+        initializers=MappingProxyType(initializers),
+        opsets=MappingProxyType(dict(opsets)),
+        overridable=frozenset(listed & initializers.keys()),
+    )
+
+
+def _node(proto: onnx.NodeProto, index: int, opsets: Mapping[str, int], base_dir: str | None) -> Node:
+    domain = "" if proto.domain == "ai.onnx" else proto.domain
+    name = proto.name or f"{proto.op_type}_{index}"
+    if domain not in opsets:
+        raise InvalidModelError(
+            f"node {name!r} ({proto.op_type}) uses domain {domain or 'ai.onnx'!r}, "
+            "which the model does not import in opset_import"
+        )
+    attrs = schema_defaults(proto.op_type, domain, opsets[domain])
+    for attr in proto.attribute:
+        if attr.name in IGNORED_ATTRIBUTES:
+            continue
+        if attr.ref_attr_name:
+            raise InvalidModelError(f"node {name!r}: attribute reference {attr.name!r} outside a function")
+        attrs[attr.name] = _attribute(attr, opsets, base_dir)
+    return Node(
+        op_type=proto.op_type,
+        domain=domain,
+        name=name,
+        inputs=tuple(proto.input),
+        outputs=tuple(proto.output),
+        attrs=MappingProxyType(attrs),
+        opset=opsets[domain],
+    )
+
+
+def get_schema(op_type: str, domain: str, opset: int) -> onnx.defs.OpSchema | None:
+    """The schema in force for an op at the model's opset, or None when onnx.defs has none."""
+    try:
+        return onnx.defs.get_schema(op_type, opset, domain)
+    except onnx.defs.SchemaError:
+        return None
+
+
+def schema_defaults(op_type: str, domain: str, opset: int) -> dict[str, Any]:
+    """Attribute defaults declared by the op's schema, decoded."""
+    schema = get_schema(op_type, domain, opset)
+    if schema is None:
+        return {}
+    return {
+        name: _attribute(a.default_value, {}, None)
+        for name, a in schema.attributes.items()
+        if a.default_value.type != AttributeProto.UNDEFINED and name not in IGNORED_ATTRIBUTES
+    }
+
+
+def _attribute(attr: AttributeProto, opsets: Mapping[str, int], base_dir: str | None) -> Any:
+    kind = attr.type
+    if kind == AttributeProto.FLOAT:
+        return float(attr.f)
+    if kind == AttributeProto.INT:
+        return int(attr.i)
+    if kind == AttributeProto.STRING:
+        return _text(attr.s)
+    if kind == AttributeProto.TENSOR:
+        return _tensor(attr.t, base_dir)
+    if kind == AttributeProto.SPARSE_TENSOR:
+        return _sparse_tensor(attr.sparse_tensor, base_dir)
+    if kind == AttributeProto.GRAPH:
+        return _graph(attr.g, opsets, base_dir)
+    if kind == AttributeProto.FLOATS:
+        return tuple(float(f) for f in attr.floats)
+    if kind == AttributeProto.INTS:
+        return tuple(int(i) for i in attr.ints)
+    if kind == AttributeProto.STRINGS:
+        return tuple(_text(s) for s in attr.strings)
+    if kind == AttributeProto.TENSORS:
+        return tuple(_tensor(t, base_dir) for t in attr.tensors)
+    if kind == AttributeProto.GRAPHS:
+        return tuple(_graph(g, opsets, base_dir) for g in attr.graphs)
+    if kind == AttributeProto.TYPE_PROTO:
+        return attr.tp
+    if kind == AttributeProto.TYPE_PROTOS:
+        return tuple(attr.type_protos)
+    raise InvalidModelError(f"attribute {attr.name!r} has an unknown type {kind}")
+
+
+def _text(raw: bytes) -> str | bytes:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+
+
+def _tensor(proto: onnx.TensorProto, base_dir: str | None) -> np.ndarray:
+    try:
+        array = numpy_helper.to_array(proto, base_dir or "")
+    except Exception as e:
+        raise InvalidModelError(f"tensor {proto.name!r} cannot be read: {e}") from e
+    array.flags.writeable = False
+    return array
+
+
+def _sparse_tensor(proto: onnx.SparseTensorProto, base_dir: str | None) -> np.ndarray:
+    values = _tensor(proto.values, base_dir)
+    indices = numpy_helper.to_array(proto.indices)
+    dense = np.zeros(tuple(proto.dims), dtype=values.dtype)
+    if indices.ndim == 1:
+        dense.reshape(-1)[indices] = values
+    else:
+        dense[tuple(indices.T)] = values
+    dense.flags.writeable = False
+    return dense
+
+
+def _value_info(proto: onnx.ValueInfoProto) -> ValueInfo:
+    t = proto.type
+    which = t.WhichOneof("value")
+    if which == "tensor_type":
+        tt = t.tensor_type
+        dtype = to_numpy_dtype(tt.elem_type) if tt.elem_type else None
+        shape = None
+        if tt.HasField("shape"):
+            shape = tuple(
+                d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim
+            )
+        return ValueInfo(proto.name, dtype, shape)
+    kinds = {"sequence_type": "sequence", "optional_type": "optional", "map_type": "map",
+             "sparse_tensor_type": "tensor"}
+    return ValueInfo(proto.name, kind=kinds.get(which, "unknown"))

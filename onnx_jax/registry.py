@@ -1,0 +1,93 @@
+"""The op registry: implementations keyed by (domain, op_type, since_version), and the one version resolver."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .graph import STANDARD_DOMAINS, get_schema
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """One implementation of an op, valid from `since` until the next registered version."""
+
+    fn: Callable
+    domain: str
+    op_type: str
+    since: int
+    input_names: tuple[str, ...]
+    static: frozenset[int]  # input positions whose values must be known at trace time
+    shape_only: bool  # output depends only on input shapes (Shape, Size): it is static even for traced inputs
+    fold: bool  # evaluate at trace time when every input is static (False for random ops)
+    context: bool  # the function takes a keyword-only `ctx` (node name, subgraph runner, ...)
+
+
+class Registry:
+    """Implementations by (domain, op_type), each a {since_version: OpDef} table. Registering a key twice is an error."""
+
+    def __init__(self) -> None:
+        self._ops: dict[tuple[str, str], dict[int, OpDef]] = {}
+
+    def register(
+        self,
+        op_type: str,
+        since: int = 1,
+        *,
+        domain: str = "",
+        static: tuple[str, ...] = (),
+        shape_only: bool = False,
+        fold: bool = True,
+        context: bool = False,
+    ) -> Callable[[Callable], Callable]:
+        """Decorator registering `fn` as `op_type` from opset `since` on; `static` names inputs that must be static."""
+
+        def decorate(fn: Callable) -> Callable:
+            params = inspect.signature(fn).parameters.values()
+            names = tuple(
+                p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+            )
+            unknown = set(static) - set(names)
+            if unknown:
+                raise ValueError(f"{op_type}: static inputs {sorted(unknown)} are not parameters of {fn.__name__}")
+            versions = self._ops.setdefault((domain, op_type), {})
+            if since in versions:
+                raise ValueError(f"{domain or 'ai.onnx'}::{op_type} since {since} is registered twice")
+            versions[since] = OpDef(
+                fn=fn,
+                domain=domain,
+                op_type=op_type,
+                since=since,
+                input_names=names,
+                static=frozenset(names.index(n) for n in static),
+                shape_only=shape_only,
+                fold=fold,
+                context=context,
+            )
+            return fn
+
+        return decorate
+
+    def resolve(self, domain: str, op_type: str, opset: int) -> OpDef | None:
+        """The implementation for an op at the model's opset: newest one at or below the schema's since_version."""
+        versions = self._ops.get((domain, op_type))
+        if not versions:
+            return None
+        schema = get_schema(op_type, domain, opset)
+        if schema is None and domain in STANDARD_DOMAINS:
+            return None  # no such op at this opset
+        since = schema.since_version if schema is not None else opset
+        usable = [v for v in versions if v <= since]
+        return versions[max(usable)] if usable else None
+
+    def versions(self, domain: str, op_type: str) -> tuple[int, ...]:
+        return tuple(sorted(self._ops.get((domain, op_type), {})))
+
+    def __iter__(self):
+        for versions in self._ops.values():
+            yield from versions.values()
+
+
+REGISTRY = Registry()
+op = REGISTRY.register
