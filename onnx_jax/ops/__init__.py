@@ -1,3 +1,17 @@
 """Op families; importing this package registers every op in onnx_jax.registry.REGISTRY."""
 
-from . import elementwise, nn, reduction, shape  # noqa: F401
+from . import (  # noqa: F401
+    attention,
+    control_flow,
+    elementwise,
+    image,
+    indexing,
+    nn,
+    quantization,
+    random,
+    reduction,
+    rnn,
+    sequence,
+    shape,
+    signal,
+)

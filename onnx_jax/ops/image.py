@@ -1,0 +1,3 @@
+"""image ops."""
+
+from __future__ import annotations
