@@ -1,0 +1,190 @@
+"""The compiler: folding, per-signature compilation, dtypes, errors found at prepare."""
+
+import jax
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from onnx.backend.test.runner import BackendIsNotSupposedToImplementIt
+
+import onnx_jax
+from onnx_jax.compiler import Program, make_function
+from onnx_jax.graph import build_graph
+
+
+def make_model(nodes, inputs, outputs, initializers=(), opset=17):
+    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(initializers))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def flatten_model():
+    """y = reshape(x, [shape(x)[0], -1]) @ w : a shape chain that must fold away."""
+    w = numpy_helper.from_array(np.arange(12, dtype=np.float32).reshape(12, 1) / 10, "w")
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Constant", [], ["zero"], value=numpy_helper.from_array(np.array([0], np.int64))),
+        helper.make_node("Gather", ["s", "zero"], ["batch"], axis=0),
+        helper.make_node("Constant", [], ["minus1"], value=numpy_helper.from_array(np.array([-1], np.int64))),
+        helper.make_node("Concat", ["batch", "minus1"], ["target"], axis=0),
+        helper.make_node("Reshape", ["x", "target"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "w"], ["y"]),
+    ]
+    return make_model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1])],
+        [w],
+    )
+
+
+def test_shape_chain_folds_to_a_single_reshape():
+    program = Program(build_graph(flatten_model()))
+    fn = make_function(program, {})
+    with onnx_jax.dtypes.x64():
+        jaxpr = jax.make_jaxpr(fn)(program.params, np.zeros((2, 3, 4), np.float32))
+    primitives = [e.primitive.name for e in jaxpr.eqns]
+    assert "gather" not in primitives and "concatenate" not in primitives
+    assert primitives.count("reshape") == 1
+
+
+def test_each_batch_size_compiles_its_own_executable():
+    rep = onnx_jax.prepare(flatten_model())
+    w = np.arange(12, dtype=np.float32).reshape(12, 1) / 10
+    for batch in (1, 5, 1):
+        x = np.random.default_rng(batch).standard_normal((batch, 3, 4)).astype(np.float32)
+        (y,) = rep.run({"x": x})
+        np.testing.assert_allclose(y, x.reshape(batch, -1) @ w, rtol=1e-5)
+    assert len(rep._cache) == 2
+
+
+def test_int64_and_float64_keep_their_dtypes_without_touching_global_x64():
+    model = make_model(
+        [helper.make_node("Add", ["a", "a"], ["b"]), helper.make_node("Mul", ["f", "f"], ["g"])],
+        [helper.make_tensor_value_info("a", TensorProto.INT64, [2]),
+         helper.make_tensor_value_info("f", TensorProto.DOUBLE, [2])],
+        [helper.make_tensor_value_info("b", TensorProto.INT64, [2]),
+         helper.make_tensor_value_info("g", TensorProto.DOUBLE, [2])],
+    )
+    before = jax.config.jax_enable_x64
+    b, g = onnx_jax.prepare(model).run([np.array([2**40, -3], np.int64), np.array([1e-200, 3.0])])
+    assert b.dtype == np.int64 and b.tolist() == [2**41, -6]
+    assert g.dtype == np.float64 and g[0] == 1e-200**2 and g[1] == 9.0
+    assert jax.config.jax_enable_x64 == before
+
+
+def test_every_unsupported_op_is_reported_at_prepare_at_once():
+    then_branch = helper.make_graph(
+        [helper.make_node("Frobnicate", ["x"], ["t"], name="inner")], "then", [],
+        [helper.make_tensor_value_info("t", TensorProto.FLOAT, None)],
+    )
+    model = make_model(
+        [
+            helper.make_node("NoSuchOp", ["x"], ["a"], name="first"),
+            helper.make_node("NoSuchOp", ["a"], ["b"], name="second"),
+            helper.make_node("Relu", ["b"], ["c"]),
+            helper.make_node("If", ["cond"], ["d"], name="branch", then_branch=then_branch, else_branch=then_branch),
+        ],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2]),
+         helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("d", TensorProto.FLOAT, None)],
+    )
+    with pytest.raises(onnx_jax.UnsupportedOpError) as info:
+        onnx_jax.prepare(model)
+    assert isinstance(info.value, NotImplementedError)
+    assert not isinstance(info.value, BackendIsNotSupposedToImplementIt)
+    message = str(info.value)
+    for expected in ("NoSuchOp", "'first'", "'second'", "Frobnicate", "'inner'", "opset 17"):
+        assert expected in message
+    assert "Relu" not in message
+
+
+def test_static_input_that_depends_on_traced_data_names_node_and_input():
+    model = make_model(
+        [helper.make_node("Cast", ["x"], ["shape"], to=TensorProto.INT64),
+         helper.make_node("Reshape", ["y", "shape"], ["z"], name="the_reshape")],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2]),
+         helper.make_tensor_value_info("y", TensorProto.FLOAT, [6])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
+    )
+    program = Program(build_graph(model))
+    fn = jax.jit(make_function(program, {}))
+    with onnx_jax.dtypes.x64(), pytest.raises(onnx_jax.StaticValueRequiredError, match="'the_reshape'.*'shape'"):
+        fn(program.params, np.array([2, 3], np.float32), np.zeros(6, np.float32))
+    # Through prepare/run the same value is keyed into the signature instead, so it just works.
+    (z,) = onnx_jax.prepare(model).run([np.array([2, 3], np.float32), np.arange(6, dtype=np.float32)])
+    assert z.shape == (2, 3)
+
+
+def test_user_model_is_not_mutated():
+    model = flatten_model()
+    before = model.SerializeToString()
+    rep = onnx_jax.prepare(model)
+    rep.run([np.zeros((2, 3, 4), np.float32)])
+    assert model.SerializeToString() == before
+
+
+def test_initializers_listed_as_inputs_are_not_required_at_run():
+    model = flatten_model()
+    model.graph.input.append(helper.make_tensor_value_info("w", TensorProto.FLOAT, [12, 1]))
+    rep = onnx_jax.prepare(model)
+    assert rep.input_names == ("x",)
+    (y,) = rep.run([np.ones((1, 3, 4), np.float32)])
+    assert y.shape == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "inputs, match",
+    [
+        ({"x": np.zeros((2, 3, 4), np.float64)}, "'x' must have dtype float32"),
+        ({"x": np.zeros((2, 12), np.float32)}, "'x' must have rank 3"),
+        ({"x": np.zeros((2, 3, 5), np.float32)}, "'x': dimension 2 must be 4"),
+        ({}, r"missing input\(s\) \['x'\]"),
+        ({"x": np.zeros((1, 3, 4), np.float32), "z": 1}, r"unknown input name\(s\) \['z'\]"),
+        ([], "takes 1 input"),
+    ],
+)
+def test_bad_inputs_are_named(inputs, match):
+    with pytest.raises(onnx_jax.InvalidInputError, match=match):
+        onnx_jax.prepare(flatten_model()).run(inputs)
+
+
+def test_python_lists_take_the_declared_dtype():
+    (y,) = onnx_jax.prepare(flatten_model()).run([np.zeros((1, 3, 4)).tolist()])
+    assert y.dtype == np.float32
+
+
+def test_model_from_path_and_bytes(tmp_path):
+    path = tmp_path / "m.onnx"
+    onnx.save(flatten_model(), path)
+    x = np.ones((1, 3, 4), np.float32)
+    a = onnx_jax.prepare(str(path)).run([x])[0]
+    b = onnx_jax.prepare(path.read_bytes()).run([x])[0]
+    np.testing.assert_array_equal(a, b)
+
+
+def test_unreadable_model_is_an_invalid_model_error(tmp_path):
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(b"\x00not a model")
+    with pytest.raises(onnx_jax.InvalidModelError, match="bad.onnx"):
+        onnx_jax.prepare(str(path))
+    with pytest.raises(onnx_jax.InvalidModelError, match="does not exist"):
+        onnx_jax.prepare(str(tmp_path / "missing.onnx"))
+
+
+def test_op_failure_names_the_node():
+    model = make_model(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"], name="bad_reshape")],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.array([4, 2], np.int64), "shape")],
+    )
+    with pytest.raises(onnx_jax.NodeExecutionError, match="'bad_reshape'"):
+        onnx_jax.prepare(model).run([np.zeros(6, np.float32)])
+
+
+def test_run_node_backend_api():
+    node = helper.make_node("Add", ["a", "b"], ["c"])
+    (c,) = onnx_jax.run_node(node, [np.float32([1, 2]), np.float32([3, 4])])
+    np.testing.assert_array_equal(c, [4, 6])
+    assert onnx_jax.supports_device("CPU")
+    assert onnx_jax.is_compatible(flatten_model())
