@@ -59,14 +59,11 @@ class OnnxJaxRep(BackendRep):
     def run(self, inputs: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:
         """Outputs in graph-output order for inputs given as a dict by name or a list in graph-input order."""
         arrays = self._arrange(inputs)
-        key = tuple(
-            (a.shape, a.dtype, a.tobytes()) if static else (a.shape, a.dtype)
-            for a, static in zip(arrays, self._static)
-        )
+        key = tuple(_signature(a, static) for a, static in zip(arrays, self._static))
         traced = [a for a, static in zip(arrays, self._static) if not static]
         with x64():
             outputs = self._executable(key, arrays, traced)(self._params, *traced)
-        return tuple(np.asarray(o) for o in outputs)
+        return tuple(_to_numpy(o) for o in outputs)
 
     def _executable(self, key: tuple, arrays: list[np.ndarray], traced: list[np.ndarray]) -> Any:
         with self._lock:
@@ -105,8 +102,32 @@ class OnnxJaxRep(BackendRep):
         return [_as_array(v, info) for v, info in zip(values, self._inputs)]
 
 
-def _as_array(value: Any, info: ValueInfo) -> np.ndarray:
-    """numpy data for an input: arrays keep their dtype (checked later), Python scalars/lists take the declared one."""
+def _signature(value: Any, static: bool) -> Any:
+    """What a compiled executable is specialised on: shapes and dtypes, and the data of static inputs."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return tuple(_signature(v, static) for v in value)
+    return (value.shape, value.dtype, value.tobytes()) if static else (value.shape, value.dtype)
+
+
+def _to_numpy(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [_to_numpy(v) for v in value]
+    return np.asarray(value)
+
+
+def _as_array(value: Any, info: ValueInfo) -> Any:
+    """numpy data for an input: arrays keep their dtype (checked later), Python scalars/lists take the declared one.
+
+    Sequence inputs are lists of arrays and an empty optional is None.
+    """
+    if value is None and info.kind in ("optional", "sequence"):
+        return None
+    if info.kind in ("sequence", "optional") and isinstance(value, (list, tuple)):
+        return [np.asarray(v) for v in value]
     if isinstance(value, (np.ndarray, np.generic, jax.Array)):
         return np.asarray(value)
     try:
@@ -115,7 +136,9 @@ def _as_array(value: Any, info: ValueInfo) -> np.ndarray:
         raise InvalidInputError(f"input {info.name!r}: cannot convert {type(value).__name__} to an array: {e}") from e
 
 
-def _check_input(value: np.ndarray, info: ValueInfo) -> None:
+def _check_input(value: Any, info: ValueInfo) -> None:
+    if not isinstance(value, np.ndarray):
+        return
     if info.dtype is not None and value.dtype != info.dtype:
         raise InvalidInputError(
             f"input {info.name!r} must have dtype {info.dtype}, got {value.dtype} "

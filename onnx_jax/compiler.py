@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import onnx
 
-from .dtypes import is_float
+from .dtypes import is_float, to_onnx_dtype
 from .errors import (
     InvalidModelError,
     NodeExecutionError,
@@ -22,7 +24,7 @@ from .errors import (
     StaticValueRequiredError,
     UnsupportedOpError,
 )
-from .graph import Graph, Node
+from .graph import Graph, Node, function_graph, get_schema
 from .registry import REGISTRY, OpDef, Registry
 
 Value = Any  # np.ndarray (static), jax.Array (traced), list (sequence) or None (empty optional)
@@ -63,11 +65,11 @@ class Context:
         return self.program.evaluate(graph, scope)
 
 
-def resolve_ops(graph: Graph, registry: Registry) -> dict[Node, OpDef]:
+def resolve_ops(graph: Graph, registry: Registry, functions: Mapping = {}) -> dict[Node, OpDef]:
     """The implementation of every node, subgraphs included; all unsupported ops reported at once."""
     plan, missing = {}, {}
     for node in graph.walk():
-        opdef = registry.resolve(node.domain, node.op_type, node.opset)
+        opdef = resolve_node(node, registry, functions)
         if opdef is None:
             missing.setdefault((node.domain, node.op_type, node.opset), []).append(node.name)
         else:
@@ -77,13 +79,47 @@ def resolve_ops(graph: Graph, registry: Registry) -> dict[Node, OpDef]:
     return plan
 
 
+def resolve_node(node: Node, registry: Registry, functions: Mapping) -> OpDef | None:
+    """A node's implementation: registered, else a model-local function, else the schema's function body."""
+    opdef = registry.resolve(node.domain, node.op_type, node.opset)
+    if opdef is not None:
+        return opdef
+    local = functions.get((node.domain, node.op_type))
+    schema = get_schema(node.op_type, node.domain, node.opset)
+    if local is None and (schema is None or not (schema.has_function or schema.has_context_dependent_function)):
+        return None
+
+    def expand(*args: Value, ctx: Context) -> tuple[Value, ...]:
+        body = local if local is not None else _schema_function(schema, node, args)
+        graph = function_graph(body, node, ctx.program.graph.opsets)
+        return ctx.run_subgraph(graph, *args, *[None] * (len(graph.inputs) - len(args)))
+
+    return OpDef(expand, node.domain, node.op_type, node.opset, (), frozenset(), False, True, True)
+
+
+def _schema_function(schema: onnx.defs.OpSchema, node: Node, args: Sequence[Value]) -> onnx.FunctionProto:
+    """The function body the ONNX schema defines for this node (context dependent ones see the input types)."""
+    if schema.has_context_dependent_function:
+        version = max(v for v in schema.context_dependent_function_opset_versions if v <= node.opset)
+        types = [
+            onnx.helper.make_tensor_type_proto(to_onnx_dtype(jnp.result_type(a)), jnp.shape(a)).SerializeToString()
+            if a is not None else onnx.TypeProto().SerializeToString()
+            for a in args
+        ]
+        raw = schema.get_context_dependent_function_with_opset_version(version, node.proto.SerializeToString(), types)
+    else:
+        version = max(v for v in schema.function_opset_versions if v <= node.opset)
+        raw = schema.get_function_with_opset_version(version)
+    return onnx.FunctionProto.FromString(raw)
+
+
 def static_names(graph: Graph, plan: Mapping[Node, OpDef]) -> frozenset[str]:
     """Names whose values must be known at trace time: static op inputs and everything they are computed from."""
     producer = {out: node for node in graph.walk() for out in node.outputs if out}
     pending = [
         node.inputs[i]
         for node in graph.walk()
-        for i in plan[node].static
+        for i in plan[node].static_positions(node)
         if i < len(node.inputs) and node.inputs[i]
     ]
     needed: set[str] = set()
@@ -103,7 +139,8 @@ class Program:
 
     def __init__(self, graph: Graph, registry: Registry = REGISTRY):
         self.graph = graph
-        self.plan = resolve_ops(graph, registry)
+        self.registry = registry
+        self.plan = resolve_ops(graph, registry, graph.functions)
         self.static_names = static_names(graph, self.plan)
         inits = graph.initializers
         self.params = {n: a for n, a in inits.items() if is_float(a.dtype) and n not in self.static_names}
@@ -134,9 +171,18 @@ class Program:
             where = f"node {node.name!r} ({node.op_type}) input" if node else "graph output"
             raise InvalidModelError(f"{where} {name!r} is not produced by any node, input or initializer") from None
 
+    def _opdef(self, node: Node) -> OpDef:
+        opdef = self.plan.get(node)
+        if opdef is None:  # a node of a function body, expanded while tracing
+            opdef = resolve_node(node, self.registry, self.graph.functions)
+            if opdef is None:
+                raise UnsupportedOpError([(node.domain, node.op_type, node.opset, (node.name,))])
+            self.plan[node] = opdef
+        return opdef
+
     def _call(self, node: Node, args: list[Value], env: Mapping[str, Value]) -> tuple[Value, ...]:
-        opdef = self.plan[node]
-        for i in opdef.static:
+        opdef = self._opdef(node)
+        for i in opdef.static_positions(node):
             if i < len(args) and not is_static(args[i]):
                 raise StaticValueRequiredError(node.name, node.op_type, node.inputs[i], i)
         kwargs = dict(node.attrs)

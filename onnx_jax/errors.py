@@ -45,6 +45,13 @@ class UnsupportedOpError(OnnxJaxError, NotImplementedError):
         for domain, op_type, version, nodes in self.missing:
             shown = ", ".join(repr(n) for n in nodes[:5]) + (" ..." if len(nodes) > 5 else "")
             lines.append(f"  {domain or 'ai.onnx'}::{op_type} (opset {version}) at nodes {shown}")
-        super().__init__(
-            f"{len(self.missing)} unsupported op(s) in the model:\n" + "\n".join(lines)
-        )
+        names = ", ".join(f"{domain or 'ai.onnx'}::{op_type}-{version}" for domain, op_type, version, _ in self.missing)
+        super().__init__(f"unsupported op(s): {names}\n" + "\n".join(lines))
+
+
+class DataDependentShapeError(OnnxJaxError, ValueError):
+    """An output's shape depends on run-time data in a way one compiled XLA program cannot express."""
+
+    def __init__(self, node: str, op_type: str, detail: str):
+        self.node, self.op_type = node, op_type
+        super().__init__(f"node {node!r} ({op_type}): {detail}")

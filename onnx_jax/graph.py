@@ -5,6 +5,7 @@ The user's ModelProto is only read, never modified.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ class Node:
     outputs: tuple[str, ...]
     attrs: Mapping[str, Any]
     opset: int  # the model's opset for this node's domain
+    proto: onnx.NodeProto | None = field(default=None, repr=False)  # read only: for expanding functions
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,6 +58,7 @@ class Graph:
     initializers: Mapping[str, np.ndarray]
     opsets: Mapping[str, int]
     overridable: frozenset[str] = field(default=frozenset())  # initializers also listed as inputs
+    functions: Mapping[tuple[str, str], onnx.FunctionProto] = field(default_factory=dict)  # model-local
 
     def walk(self):
         """Every node of the graph and of its subgraphs, depth first."""
@@ -101,7 +104,35 @@ def build_graph(model: onnx.ModelProto, base_dir: str | None = None) -> Graph:
     """The immutable Graph of a model."""
     if not model.HasField("graph"):
         raise InvalidModelError("the model has no graph")
-    return _graph(model.graph, opset_map(model), base_dir)
+    graph = _graph(model.graph, opset_map(model), base_dir)
+    functions = {(f.domain, f.name): f for f in model.functions}
+    return dataclasses.replace(graph, functions=MappingProxyType(functions)) if functions else graph
+
+
+def function_graph(function: onnx.FunctionProto, call: Node, opsets: Mapping[str, int]) -> Graph:
+    """The body of `function` as a Graph, with the caller's attributes bound to its attribute references."""
+    given = {a.name: a for a in call.proto.attribute} if call.proto is not None else {}
+    defaults = {a.name: a for a in function.attribute_proto}
+    nodes = []
+    for proto in function.node:
+        node = onnx.NodeProto()
+        node.CopyFrom(proto)
+        del node.attribute[:]
+        for attr in proto.attribute:
+            if not attr.ref_attr_name:
+                node.attribute.append(attr)
+            elif (bound := given.get(attr.ref_attr_name, defaults.get(attr.ref_attr_name))) is not None:
+                node.attribute.append(bound)
+                node.attribute[-1].name = attr.name
+        nodes.append(node)
+    body = onnx.helper.make_graph(
+        nodes,
+        f"{call.op_type}:{call.name}",
+        [onnx.helper.make_value_info(n, onnx.TypeProto()) for n in function.input],
+        [onnx.helper.make_value_info(n, onnx.TypeProto()) for n in function.output],
+    )
+    own = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in function.opset_import}
+    return _graph(body, {**opsets, **own}, None)
 
 
 def _graph(proto: onnx.GraphProto, opsets: Mapping[str, int], base_dir: str | None) -> Graph:
@@ -144,6 +175,7 @@ def _node(proto: onnx.NodeProto, index: int, opsets: Mapping[str, int], base_dir
         outputs=tuple(proto.output),
         attrs=MappingProxyType(attrs),
         opset=opsets[domain],
+        proto=proto,
     )
 
 
@@ -238,6 +270,8 @@ def _value_info(proto: onnx.ValueInfoProto) -> ValueInfo:
                 d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim
             )
         return ValueInfo(proto.name, dtype, shape)
+    if which == "optional_type" and t.optional_type.elem_type.HasField("sequence_type"):
+        return ValueInfo(proto.name, kind="sequence")  # an optional sequence: a list, or None
     kinds = {"sequence_type": "sequence", "optional_type": "optional", "map_type": "map",
              "sparse_tensor_type": "tensor"}
     return ValueInfo(proto.name, kind=kinds.get(which, "unknown"))

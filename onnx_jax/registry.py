@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .graph import STANDARD_DOMAINS, get_schema
 
@@ -22,6 +23,13 @@ class OpDef:
     shape_only: bool  # output depends only on input shapes (Shape, Size): it is static even for traced inputs
     fold: bool  # evaluate at trace time when every input is static (False for random ops)
     context: bool  # the function takes a keyword-only `ctx` (node name, subgraph runner, ...)
+    static_if: Callable[[Any], tuple[str, ...]] | None = None  # extra static inputs decided per node
+
+    def static_positions(self, node: Any) -> frozenset[int]:
+        """Input positions of `node` whose values must be known at trace time."""
+        if self.static_if is None:
+            return self.static
+        return self.static | frozenset(self.input_names.index(n) for n in self.static_if(node))
 
 
 class Registry:
@@ -40,6 +48,7 @@ class Registry:
         shape_only: bool = False,
         fold: bool = True,
         context: bool = False,
+        static_if: Callable[[Any], tuple[str, ...]] | None = None,
     ) -> Callable[[Callable], Callable]:
         """Decorator registering `fn` as `op_type` from opset `since` on; `static` names inputs that must be static."""
 
@@ -64,6 +73,7 @@ class Registry:
                 shape_only=shape_only,
                 fold=fold,
                 context=context,
+                static_if=static_if,
             )
             return fn
 
