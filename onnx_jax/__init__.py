@@ -12,6 +12,7 @@ from .errors import (
     StaticValueRequiredError,
     UnsupportedOpError,
 )
+from .functional import to_jax
 from .registry import REGISTRY, Registry
 
 __version__ = "0.1.0"
@@ -38,4 +39,5 @@ __all__ = [
     "run_model",
     "run_node",
     "supports_device",
+    "to_jax",
 ]

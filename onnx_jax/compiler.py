@@ -137,13 +137,15 @@ def static_names(graph: Graph, plan: Mapping[Node, OpDef]) -> frozenset[str]:
 class Program:
     """A graph ready to trace: ops resolved, initializers split into trainable params and constants."""
 
-    def __init__(self, graph: Graph, registry: Registry = REGISTRY):
+    def __init__(self, graph: Graph, registry: Registry = REGISTRY, *, fold_weights: bool = False):
         self.graph = graph
         self.registry = registry
         self.plan = resolve_ops(graph, registry, graph.functions)
         self.static_names = static_names(graph, self.plan)
         inits = graph.initializers
-        self.params = {n: a for n, a in inits.items() if is_float(a.dtype) and n not in self.static_names}
+        self.params = {
+            n: a for n, a in inits.items() if is_float(a.dtype) and n not in self.static_names and not fold_weights
+        }
         self.constants = {n: a for n, a in inits.items() if n not in self.params}
         self.input_names = tuple(i.name for i in graph.inputs)
         self.output_names = tuple(o.name for o in graph.outputs)

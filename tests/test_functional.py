@@ -1,0 +1,98 @@
+"""to_jax: the model as a pure, differentiable, batchable JAX function."""
+
+import io
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+import onnx_jax
+
+
+def export(module: torch.nn.Module, *args: torch.Tensor, names=("x",)) -> bytes:
+    buffer = io.BytesIO()
+    torch.onnx.export(
+        module, args, buffer, opset_version=17, dynamo=False, do_constant_folding=False,
+        input_names=list(names), dynamic_axes={n: {0: "batch"} for n in names},
+    )
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+    return module, export(module, torch.randn(4, 3))
+
+
+def test_params_are_the_float_weights_by_name(mlp):
+    module, model = mlp
+    fn, params = onnx_jax.to_jax(model)
+    assert set(params) == {name for name, _ in module.named_parameters()}
+    for name, value in module.named_parameters():
+        np.testing.assert_array_equal(params[name], value.detach().numpy())
+
+
+def test_gradients_match_torch(mlp):
+    module, model = mlp
+    fn, params = onnx_jax.to_jax(model)
+    x = torch.randn(5, 3)
+    grads = jax.grad(lambda p: jnp.sum(fn(p, x.numpy())[0] ** 2))(params)
+    module.zero_grad()
+    (module(x) ** 2).sum().backward()
+    for name, value in module.named_parameters():
+        np.testing.assert_allclose(grads[name], value.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_jit_equals_eager_and_torch(mlp):
+    module, model = mlp
+    fn, params = onnx_jax.to_jax(model)
+    x = np.random.default_rng(0).standard_normal((6, 3)).astype(np.float32)
+    eager = fn(params, x)[0]
+    jitted = jax.jit(fn)(params, x)[0]
+    np.testing.assert_allclose(eager, jitted, rtol=1e-6)
+    np.testing.assert_allclose(jitted, module(torch.from_numpy(x)).detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_vmap_equals_running_each_example(mlp):
+    _, model = mlp
+    fn, params = onnx_jax.to_jax(model)
+    xs = np.random.default_rng(1).standard_normal((7, 2, 3)).astype(np.float32)
+    batched = jax.vmap(lambda x: fn(params, x)[0])(xs)
+    for i, x in enumerate(xs):
+        np.testing.assert_allclose(batched[i], fn(params, x)[0], rtol=1e-5, atol=1e-7)
+
+
+def test_freeze_and_fold_weights(mlp):
+    _, model = mlp
+    x = np.ones((2, 3), np.float32)
+    fn, params = onnx_jax.to_jax(model)
+    frozen_fn, trainable = onnx_jax.to_jax(model, freeze=["0.weight"])
+    assert set(trainable) == set(params) - {"0.weight"}
+    np.testing.assert_allclose(frozen_fn(trainable, x)[0], fn(params, x)[0])
+    folded_fn, none = onnx_jax.to_jax(model, fold_weights=True)
+    assert none == {}
+    np.testing.assert_allclose(folded_fn({}, x)[0], fn(params, x)[0], rtol=1e-6)
+    with pytest.raises(ValueError, match="not float weights"):
+        onnx_jax.to_jax(model, freeze=["nope"])
+
+
+def test_inputs_by_name_and_errors(mlp):
+    _, model = mlp
+    fn, params = onnx_jax.to_jax(model)
+    x = np.ones((2, 3), np.float32)
+    np.testing.assert_array_equal(fn(params, x=x)[0], fn(params, x)[0])
+    with pytest.raises(onnx_jax.InvalidInputError, match="missing"):
+        fn(params)
+    with pytest.raises(onnx_jax.InvalidInputError, match="unknown"):
+        fn(params, x, y=x)
+
+
+def test_global_x64_flag_is_left_alone(mlp):
+    _, model = mlp
+    before = jax.config.jax_enable_x64
+    fn, params = onnx_jax.to_jax(model)
+    jax.jit(fn)(params, np.ones((1, 3), np.float32))
+    assert jax.config.jax_enable_x64 == before
