@@ -91,6 +91,12 @@ class Registry:
         usable = [v for v in versions if v <= since]
         return versions[max(usable)] if usable else None
 
+    def copy(self) -> Registry:
+        """A new registry with the same ops, to extend with custom ones without touching this one."""
+        new = Registry()
+        new._ops = {key: dict(versions) for key, versions in self._ops.items()}
+        return new
+
     def versions(self, domain: str, op_type: str) -> tuple[int, ...]:
         return tuple(sorted(self._ops.get((domain, op_type), {})))
 

@@ -101,3 +101,21 @@ def test_static_inputs_must_be_parameters():
 def test_every_registered_standard_op_exists_in_onnx():
     for opdef in _standard_opdefs():
         assert onnx.defs.has(opdef.op_type, opdef.domain)
+
+
+def test_custom_ops_go_into_a_copy_of_the_registry():
+    from onnx import TensorProto, helper
+
+    import onnx_jax
+
+    registry = onnx_jax.REGISTRY.copy()
+    registry.register("Twice", 1, domain="my.domain")(lambda x, *, factor=2.0: x * factor)
+    node = helper.make_node("Twice", ["x"], ["y"], domain="my.domain", factor=3.0)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("my.domain", 1)])
+    (y,) = onnx_jax.prepare(model, registry=registry).run([np.float32([1, 2])])
+    np.testing.assert_array_equal(y, [3, 6])
+    assert onnx_jax.REGISTRY.resolve("my.domain", "Twice", 1) is None
+    with pytest.raises(onnx_jax.UnsupportedOpError, match="my.domain::Twice"):
+        onnx_jax.prepare(model)
