@@ -5,6 +5,7 @@ from __future__ import annotations
 from . import ops as _ops  # noqa: F401  (registers every op)
 from .backend import OnnxJaxBackend, OnnxJaxRep
 from .errors import (
+    DataDependentShapeError,
     InvalidInputError,
     InvalidModelError,
     NodeExecutionError,
@@ -24,6 +25,7 @@ supports_device = OnnxJaxBackend.supports_device
 is_compatible = OnnxJaxBackend.is_compatible
 
 __all__ = [
+    "DataDependentShapeError",
     "InvalidInputError",
     "InvalidModelError",
     "NodeExecutionError",

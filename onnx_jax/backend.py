@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -12,7 +13,7 @@ import numpy as np
 import onnx
 from onnx.backend.base import Backend, BackendRep, Device, DeviceType
 
-from .compiler import Program, make_function
+from .compiler import Program, is_static
 from .dtypes import x64
 from .errors import InvalidInputError
 from .graph import ModelLike, ValueInfo, build_graph, load_model
@@ -34,6 +35,19 @@ def jax_device(device: str = "CPU") -> jax.Device:
     return devices[parsed.device_id]
 
 
+@dataclass(frozen=True)
+class Segment:
+    """One compiled piece of the graph: from a start node to the end, or to the next host op."""
+
+    executable: Any
+    outputs: tuple[str, ...]  # names of the traced values it returns, in order
+    static: Mapping[str, Any]  # values known while tracing that later segments or the outputs need
+    stop: int | None  # index of the host node it stops before; None when it ran to the end
+
+    def run(self, params: Any, traced: list[Any]) -> dict[str, Any]:
+        return {**self.static, **dict(zip(self.outputs, self.executable(params, *traced)))}
+
+
 class OnnxJaxRep(BackendRep):
     """A prepared model: ops resolved and weights on the device; executables compiled per input signature."""
 
@@ -44,7 +58,7 @@ class OnnxJaxRep(BackendRep):
         self._static = tuple(i.name in program.static_names for i in self._inputs)
         with x64():
             self._params = jax.device_put(program.params, self.device)
-        self._cache: collections.OrderedDict[tuple, Any] = collections.OrderedDict()
+        self._cache: collections.OrderedDict[tuple, Segment] = collections.OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
@@ -56,31 +70,70 @@ class OnnxJaxRep(BackendRep):
     def output_names(self) -> tuple[str, ...]:
         return self.program.output_names
 
+    @property
+    def compiled_segments(self) -> int:
+        """Compiled executables in the cache: one per input signature, more where graph breaks split the graph."""
+        return len(self._cache)
+
     def run(self, inputs: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:
         """Outputs in graph-output order for inputs given as a dict by name or a list in graph-input order."""
         arrays = self._arrange(inputs)
         key = tuple(_signature(a, static) for a, static in zip(arrays, self._static))
-        traced = [a for a, static in zip(arrays, self._static) if not static]
         with x64():
-            outputs = self._executable(key, arrays, traced)(self._params, *traced)
-        return tuple(_to_numpy(o) for o in outputs)
+            segment = self._cache_get(key)
+            if segment is None:
+                for value, info in zip(arrays, self._inputs):
+                    _check_input(value, info)
+                static = {i.name: a for i, a, s in zip(self._inputs, arrays, self._static) if s}
+                traced = {i.name: a for i, a, s in zip(self._inputs, arrays, self._static) if not s}
+                segment = self._cache_put(key, self._compile(0, static, traced))
+            traced = [a for a, static in zip(arrays, self._static) if not static]
+            values = segment.run(self._params, traced)
+            while segment.stop is not None:  # a graph break: a host op, then the next compiled segment
+                values = self._host_step(segment, values)
+                traced = {n: v for n, v in values.items() if n not in segment.static}
+                key = (key, segment.stop, tuple((n, _signature(v, False)) for n, v in traced.items()))
+                segment = self._cache_get(key) or self._cache_put(
+                    key, self._compile(segment.stop + 1, segment.static, traced)
+                )
+                values = segment.run(self._params, list(traced.values()))
+        return tuple(_to_numpy(values[name]) for name in self.output_names)
 
-    def _executable(self, key: tuple, arrays: list[np.ndarray], traced: list[np.ndarray]) -> Any:
+    def _host_step(self, segment: Segment, values: dict[str, Any]) -> dict[str, Any]:
+        program = self.program
+        env = {**program.constants, **values}
+        program.run_host(program.graph.nodes[segment.stop], env)
+        return {n: env[n] for n in program.live_names(segment.stop + 1) if n in env and n not in program.constants}
+
+    def _compile(self, start: int, static: dict[str, Any], traced: dict[str, Any]) -> Segment:
+        """Compile the graph from node `start` on, up to its end or the next graph break."""
+        program, names, found = self.program, tuple(traced), {}
+
+        def fn(params: dict[str, Any], *values: Any) -> tuple[Any, ...]:
+            env = {**program.constants, **params, **static, **dict(zip(names, values))}
+            stop = program.evaluate_from(program.graph, env, start)
+            live = program.live_names(stop) if stop is not None else program.output_names
+            found["stop"] = stop
+            found["static"] = {n: env[n] for n in live if n in env and is_static(env[n])}
+            found["outputs"] = tuple(dict.fromkeys(n for n in live if n in env and not is_static(env[n])))
+            return tuple(env[n] for n in found["outputs"])
+
+        executable = jax.jit(fn).lower(self._params, *traced.values()).compile()
+        return Segment(executable, found["outputs"], found["static"], found["stop"])
+
+    def _cache_get(self, key: tuple) -> Segment | None:
         with self._lock:
-            compiled = self._cache.get(key)
-            if compiled is not None:
+            segment = self._cache.get(key)
+            if segment is not None:
                 self._cache.move_to_end(key)
-                return compiled
-        for value, info in zip(arrays, self._inputs):
-            _check_input(value, info)
-        static = {i.name: a for i, a, s in zip(self._inputs, arrays, self._static) if s}
-        fn = make_function(self.program, static)
-        compiled = jax.jit(fn, device=self.device).lower(self._params, *traced).compile()
+            return segment
+
+    def _cache_put(self, key: tuple, segment: Segment) -> Segment:
         with self._lock:
-            self._cache[key] = compiled
+            self._cache[key] = segment
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
-        return compiled
+        return segment
 
     def _arrange(self, inputs: Any) -> list[np.ndarray]:
         if isinstance(inputs, Mapping):

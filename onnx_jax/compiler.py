@@ -18,6 +18,7 @@ import onnx
 
 from .dtypes import is_float, to_onnx_dtype
 from .errors import (
+    DataDependentShapeError,
     InvalidModelError,
     NodeExecutionError,
     OnnxJaxError,
@@ -155,13 +156,47 @@ class Program:
         return self.evaluate(self.graph, {**self.constants, **params, **inputs})
 
     def evaluate(self, graph: Graph, env: dict[str, Value]) -> tuple[Value, ...]:
-        for node in graph.nodes:
-            args = [self._lookup(env, name, node) for name in node.inputs]
-            results = self._call(node, args, env)
-            for name, value in zip(node.outputs, results):
-                if name:
-                    env[name] = value
+        """Run every node of `graph` on `env` (updated in place); the graph's outputs."""
+        self.evaluate_from(graph, env, 0, breakable=False)
         return tuple(self._lookup(env, o.name, None) for o in graph.outputs)
+
+    def evaluate_from(self, graph: Graph, env: dict[str, Value], start: int, *, breakable: bool = True) -> int | None:
+        """Run nodes from `start` on; stop before a host op whose inputs are traced and return its index."""
+        for index in range(start, len(graph.nodes)):
+            node = graph.nodes[index]
+            args = [self._lookup(env, name, node) for name in node.inputs]
+            if self._opdef(node).host and not all(is_static(a) for a in args):
+                if breakable:
+                    return index
+                raise DataDependentShapeError(
+                    node.name, node.op_type,
+                    "its output shape depends on run-time data; that works at the top level of a graph run with "
+                    "onnx_jax.prepare (a graph break), not inside a subgraph or a jax transformation",
+                )
+            self._store(env, node, self._call(node, args, env))
+        return None
+
+    def run_host(self, node: Node, env: dict[str, Value]) -> None:
+        """Run a host op on concrete data (between two compiled segments), storing its outputs in `env`."""
+        args = [_to_static(self._lookup(env, name, node)) for name in node.inputs]
+        self._store(env, node, self._call(node, args, env))
+
+    def live_names(self, start: int) -> list[str]:
+        """Names that nodes from `start` on (their subgraphs included) or the graph outputs read."""
+        names = dict.fromkeys(o.name for o in self.graph.outputs)
+        for node in self.graph.nodes[start:]:
+            names.update(dict.fromkeys(n for n in node.inputs if n))
+            for value in node.attrs.values():
+                for sub in value if isinstance(value, tuple) else (value,):
+                    if isinstance(sub, Graph):
+                        names.update(dict.fromkeys(n for inner in sub.walk() for n in inner.inputs if n))
+        return list(names)
+
+    @staticmethod
+    def _store(env: dict[str, Value], node: Node, results: tuple[Value, ...]) -> None:
+        for name, value in zip(node.outputs, results):
+            if name:
+                env[name] = value
 
     @staticmethod
     def _lookup(env: Mapping[str, Value], name: str, node: Node | None) -> Value:

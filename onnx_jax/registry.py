@@ -23,6 +23,7 @@ class OpDef:
     shape_only: bool  # output depends only on input shapes (Shape, Size): it is static even for traced inputs
     fold: bool  # evaluate at trace time when every input is static (False for random ops)
     context: bool  # the function takes a keyword-only `ctx` (node name, subgraph runner, ...)
+    host: bool = False  # output shape depends on input values: runs on concrete numpy data, between compiled segments
     static_if: Callable[[Any], tuple[str, ...]] | None = None  # extra static inputs decided per node
 
     def static_positions(self, node: Any) -> frozenset[int]:
@@ -49,6 +50,7 @@ class Registry:
         fold: bool = True,
         context: bool = False,
         static_if: Callable[[Any], tuple[str, ...]] | None = None,
+        host: bool = False,
     ) -> Callable[[Callable], Callable]:
         """Decorator registering `fn` as `op_type` from opset `since` on; `static` names inputs that must be static."""
 
@@ -74,6 +76,7 @@ class Registry:
                 fold=fold,
                 context=context,
                 static_if=static_if,
+                host=host,
             )
             return fn
 

@@ -54,7 +54,7 @@ def test_each_batch_size_compiles_its_own_executable():
         x = np.random.default_rng(batch).standard_normal((batch, 3, 4)).astype(np.float32)
         (y,) = rep.run({"x": x})
         np.testing.assert_allclose(y, x.reshape(batch, -1) @ w, rtol=1e-5)
-    assert len(rep._cache) == 2
+    assert rep.compiled_segments == 2
 
 
 def test_int64_and_float64_keep_their_dtypes_without_touching_global_x64():

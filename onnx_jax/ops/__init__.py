@@ -3,6 +3,7 @@
 from . import (  # noqa: F401
     attention,
     control_flow,
+    data_dependent,
     elementwise,
     image,
     indexing,
