@@ -104,9 +104,48 @@ def build_graph(model: onnx.ModelProto, base_dir: str | None = None) -> Graph:
     """The immutable Graph of a model."""
     if not model.HasField("graph"):
         raise InvalidModelError("the model has no graph")
-    graph = _graph(model.graph, opset_map(model), base_dir)
+    opsets = opset_map(model)
+    newest = onnx.defs.onnx_opset_version()
+    if opsets.get("", 0) > newest:
+        raise InvalidModelError(f"the model uses ai.onnx opset {opsets['']}; the newest this onnx knows is {newest}")
+    graph = _graph(model.graph, opsets, base_dir)
+    check_names(graph)
     functions = {(f.domain, f.name): f for f in model.functions}
     return dataclasses.replace(graph, functions=MappingProxyType(functions)) if functions else graph
+
+
+def check_names(graph: Graph, outer: frozenset[str] = frozenset()) -> None:
+    """Every value is defined once, before it is read; every output is produced. Subgraphs see `outer`."""
+    defined = set(outer)
+    local: set[str] = set()
+    for name in (*(i.name for i in graph.inputs), *graph.initializers):
+        if name in local:
+            raise InvalidModelError(f"graph {graph.name!r}: {name!r} is defined twice (input and initializer?)")
+        local.add(name)
+    defined |= local
+    producers = {out: node for node in graph.nodes for out in node.outputs if out}
+    for node in graph.nodes:
+        for name in node.inputs:
+            if name and name not in defined:
+                later = producers.get(name)
+                raise InvalidModelError(
+                    f"node {node.name!r} ({node.op_type}) reads {name!r} before node {later.name!r} produces it: "
+                    "the graph has a cycle or is not topologically sorted"
+                    if later is not None
+                    else f"node {node.name!r} ({node.op_type}) reads {name!r}, which no node, input or initializer defines"
+                )
+        for value in node.attrs.values():
+            for sub in value if isinstance(value, tuple) else (value,):
+                if isinstance(sub, Graph):
+                    check_names(sub, frozenset(defined))
+        for name in node.outputs:
+            if name and name in local:
+                raise InvalidModelError(f"node {node.name!r} ({node.op_type}) defines {name!r}, which is already defined")
+            local.add(name)
+            defined.add(name)
+    for out in graph.outputs:
+        if out.name not in defined:
+            raise InvalidModelError(f"graph output {out.name!r} is not produced by any node, input or initializer")
 
 
 def function_graph(function: onnx.FunctionProto, call: Node, opsets: Mapping[str, int]) -> Graph:
@@ -160,12 +199,19 @@ def _node(proto: onnx.NodeProto, index: int, opsets: Mapping[str, int], base_dir
             f"node {name!r} ({proto.op_type}) uses domain {domain or 'ai.onnx'!r}, "
             "which the model does not import in opset_import"
         )
-    attrs = schema_defaults(proto.op_type, domain, opsets[domain])
+    schema = get_schema(proto.op_type, domain, opsets[domain])
+    attrs = _schema_defaults(schema)
     for attr in proto.attribute:
         if attr.name in IGNORED_ATTRIBUTES:
             continue
         if attr.ref_attr_name:
             raise InvalidModelError(f"node {name!r}: attribute reference {attr.name!r} outside a function")
+        expected = schema.attributes.get(attr.name) if schema is not None else None
+        if expected is not None and int(expected.type.value) != attr.type:
+            raise InvalidModelError(
+                f"node {name!r} ({proto.op_type}): attribute {attr.name!r} must be "
+                f"{expected.type.name}, got {AttributeProto.AttributeType.Name(attr.type)}"
+            )
         attrs[attr.name] = _attribute(attr, opsets, base_dir)
     return Node(
         op_type=proto.op_type,
@@ -187,9 +233,8 @@ def get_schema(op_type: str, domain: str, opset: int) -> onnx.defs.OpSchema | No
         return None
 
 
-def schema_defaults(op_type: str, domain: str, opset: int) -> dict[str, Any]:
+def _schema_defaults(schema: onnx.defs.OpSchema | None) -> dict[str, Any]:
     """Attribute defaults declared by the op's schema, decoded."""
-    schema = get_schema(op_type, domain, opset)
     if schema is None:
         return {}
     return {
