@@ -283,6 +283,11 @@ def _text(raw: bytes) -> str | bytes:
 
 
 def _tensor(proto: onnx.TensorProto, base_dir: str | None) -> np.ndarray:
+    if proto.data_location == onnx.TensorProto.EXTERNAL and base_dir is None:
+        raise InvalidModelError(
+            f"tensor {proto.name!r} is stored in an external file: pass the model's path (not a ModelProto or bytes) "
+            "so its data can be found beside it, or load it with onnx.load(path) first"
+        )
     try:
         array = numpy_helper.to_array(proto, base_dir or "")
     except Exception as e:
