@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import onnx
 
+from . import symbolic
 from .dtypes import is_float, to_onnx_dtype
 from .errors import (
     DataDependentShapeError,
@@ -217,6 +218,17 @@ class Program:
             self.plan[node] = opdef
         return opdef
 
+    @staticmethod
+    def _fold_symbolic(node: Node, args: list[Value], attrs: dict) -> Value:
+        try:
+            return symbolic.fold(node.op_type, args, attrs)
+        except KeyError:
+            raise NodeExecutionError(
+                node.name, node.op_type,
+                NotImplementedError("cannot compute on shapes with symbolic dimensions (jax.export); "
+                                    "export with concrete shapes instead"),
+            ) from None
+
     def _call(self, node: Node, args: list[Value], env: Mapping[str, Value]) -> tuple[Value, ...]:
         opdef = self._opdef(node)
         for i in opdef.static_positions(node):
@@ -226,7 +238,9 @@ class Program:
         if opdef.context:
             kwargs["ctx"] = Context(node, env, self)
         try:
-            if opdef.fold and all(is_static(a) for a in args):
+            if opdef.fold and all(is_static(a) for a in args) and any(symbolic.is_symbolic(a) for a in args):
+                result = self._fold_symbolic(node, args, kwargs)
+            elif opdef.fold and all(is_static(a) for a in args):
                 with jax.ensure_compile_time_eval():
                     result = _to_static(opdef.fn(*args, **kwargs))
             else:
