@@ -91,7 +91,7 @@ def resolve_node(node: Node, registry: Registry, functions: Mapping) -> OpDef | 
     if local is None and (schema is None or not (schema.has_function or schema.has_context_dependent_function)):
         return None
 
-    def expand(*args: Value, ctx: Context) -> tuple[Value, ...]:
+    def expand(*args: Value, ctx: Context, **attrs: Any) -> tuple[Value, ...]:
         body = local if local is not None else _schema_function(schema, node, args)
         graph = function_graph(body, node, ctx.program.graph.opsets)
         return ctx.run_subgraph(graph, *args, *[None] * (len(graph.inputs) - len(args)))
