@@ -7,6 +7,8 @@ from . import (  # noqa: F401
     elementwise,
     image,
     indexing,
+    microsoft,
+    ml,
     nn,
     quantization,
     random,

@@ -1,0 +1,3 @@
+"""microsoft ops."""
+
+from __future__ import annotations
