@@ -13,7 +13,8 @@ import numpy as np
 import onnx
 from onnx.backend.base import Backend, BackendRep, Device, DeviceType
 
-from .compiler import Program, is_static
+from . import host_numpy
+from .compiler import HostValue, Program, is_static
 from .dtypes import x64
 from .errors import InvalidInputError
 from .graph import ModelLike, ValueInfo, build_graph, load_model
@@ -40,12 +41,18 @@ class Segment:
     """One compiled piece of the graph: from a start node to the end, or to the next host op."""
 
     executable: Any
+    inputs: tuple[str, ...]  # names of the run-time values it takes, in order
+    host: frozenset[str]  # those of them that stay on the host (strings): passed along, never into XLA
     outputs: tuple[str, ...]  # names of the traced values it returns, in order
     static: Mapping[str, Any]  # values known while tracing that later segments or the outputs need
     stop: int | None  # index of the host node it stops before; None when it ran to the end
 
-    def run(self, params: Any, traced: list[Any]) -> dict[str, Any]:
-        return {**self.static, **dict(zip(self.outputs, self.executable(params, *traced)))}
+    def run(self, params: Any, values: list[Any]) -> dict[str, Any]:
+        if not self.host:
+            return {**self.static, **dict(zip(self.outputs, self.executable(params, *values)))}
+        traced = [v for n, v in zip(self.inputs, values) if n not in self.host]
+        kept = {n: v for n, v in zip(self.inputs, values) if n in self.host}
+        return {**kept, **self.static, **dict(zip(self.outputs, self.executable(params, *traced)))}
 
 
 class OnnxJaxRep(BackendRep):
@@ -85,18 +92,17 @@ class OnnxJaxRep(BackendRep):
                 for value, info in zip(arrays, self._inputs):
                     _check_input(value, info)
                 static = {i.name: a for i, a, s in zip(self._inputs, arrays, self._static) if s}
-                traced = {i.name: a for i, a, s in zip(self._inputs, arrays, self._static) if not s}
-                segment = self._cache_put(key, self._compile(0, static, traced))
-            traced = [a for a, static in zip(arrays, self._static) if not static]
-            values = segment.run(self._params, traced)
+                dynamic = {i.name: a for i, a, s in zip(self._inputs, arrays, self._static) if not s}
+                segment = self._cache_put(key, self._compile(0, static, dynamic))
+            values = segment.run(self._params, [a for a, static in zip(arrays, self._static) if not static])
             while segment.stop is not None:  # a graph break: a host op, then the next compiled segment
                 values = self._host_step(segment, values)
-                traced = {n: v for n, v in values.items() if n not in segment.static}
-                key = (key, segment.stop, tuple((n, _signature(v, False)) for n, v in traced.items()))
+                dynamic = {n: v for n, v in values.items() if n not in segment.static}
+                key = (key, segment.stop, tuple((n, _signature(v, False)) for n, v in dynamic.items()))
                 segment = self._cache_get(key) or self._cache_put(
-                    key, self._compile(segment.stop + 1, segment.static, traced)
+                    key, self._compile(segment.stop + 1, segment.static, dynamic)
                 )
-                values = segment.run(self._params, list(traced.values()))
+                values = segment.run(self._params, list(dynamic.values()))
         return tuple(_to_numpy(values[name]) for name in self.output_names)
 
     def _host_step(self, segment: Segment, values: dict[str, Any]) -> dict[str, Any]:
@@ -105,21 +111,26 @@ class OnnxJaxRep(BackendRep):
         program.run_host(program.graph.nodes[segment.stop], env)
         return {n: env[n] for n in program.live_names(segment.stop + 1) if n in env and n not in program.constants}
 
-    def _compile(self, start: int, static: dict[str, Any], traced: dict[str, Any]) -> Segment:
+    def _compile(self, start: int, static: dict[str, Any], dynamic: dict[str, Any]) -> Segment:
         """Compile the graph from node `start` on, up to its end or the next graph break."""
-        program, names, found = self.program, tuple(traced), {}
+        program, found = self.program, {}
+        host = frozenset(n for n, v in dynamic.items() if host_numpy.is_object(v))
+        traced = {n: v for n, v in dynamic.items() if n not in host}
 
         def fn(params: dict[str, Any], *values: Any) -> tuple[Any, ...]:
-            env = {**program.constants, **params, **static, **dict(zip(names, values))}
+            env = {**program.constants, **params, **static, **dict(zip(traced, values))}
+            env.update((n, HostValue(n)) for n in host)
             stop = program.evaluate_from(program.graph, env, start)
-            live = program.live_names(stop) if stop is not None else program.output_names
+            live = [n for n in (program.live_names(stop) if stop is not None else program.output_names) if n in env]
             found["stop"] = stop
-            found["static"] = {n: env[n] for n in live if n in env and is_static(env[n])}
-            found["outputs"] = tuple(dict.fromkeys(n for n in live if n in env and not is_static(env[n])))
+            found["static"] = {n: env[n] for n in live if is_static(env[n])}
+            found["outputs"] = tuple(
+                dict.fromkeys(n for n in live if not is_static(env[n]) and not isinstance(env[n], HostValue))
+            )
             return tuple(env[n] for n in found["outputs"])
 
         executable = jax.jit(fn).lower(self._params, *traced.values()).compile()
-        return Segment(executable, found["outputs"], found["static"], found["stop"])
+        return Segment(executable, tuple(dynamic), host, found["outputs"], found["static"], found["stop"])
 
     def _cache_get(self, key: tuple) -> Segment | None:
         with self._lock:
@@ -181,6 +192,8 @@ def _as_array(value: Any, info: ValueInfo) -> Any:
         return None
     if info.kind in ("sequence", "optional") and isinstance(value, (list, tuple)):
         return [np.asarray(v) for v in value]
+    if info.dtype == object:  # strings: numpy's fixed-width str arrays become object arrays, as ONNX gives them
+        return np.asarray(value, dtype=object)
     if isinstance(value, (np.ndarray, np.generic, jax.Array)):
         return np.asarray(value)
     try:

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import onnx
 
-from . import symbolic
+from . import host_numpy
 from .dtypes import is_float, to_onnx_dtype
 from .errors import (
     DataDependentShapeError,
@@ -30,6 +30,13 @@ from .graph import Graph, Node, function_graph, get_schema
 from .registry import REGISTRY, OpDef, Registry
 
 Value = Any  # np.ndarray (static), jax.Array (traced), list (sequence) or None (empty optional)
+
+
+@dataclass(frozen=True)
+class HostValue:
+    """Stands in, while tracing, for a run-time value that cannot enter XLA (strings): only host steps read it."""
+
+    name: str
 
 
 def is_static(value: Value) -> bool:
@@ -166,7 +173,9 @@ class Program:
         for index in range(start, len(graph.nodes)):
             node = graph.nodes[index]
             args = [self._lookup(env, name, node) for name in node.inputs]
-            if self._opdef(node).host and not all(is_static(a) for a in args):
+            if (self._opdef(node).host and not all(is_static(a) for a in args)) or any(
+                isinstance(a, HostValue) for a in args
+            ):
                 if breakable:
                     return index
                 raise DataDependentShapeError(
@@ -219,14 +228,16 @@ class Program:
         return opdef
 
     @staticmethod
-    def _fold_symbolic(node: Node, args: list[Value], attrs: dict) -> Value:
+    def _fold_objects(node: Node, opdef: OpDef, args: list[Value], attrs: dict) -> Value:
+        """Strings and symbolic shapes: host ops take them as they are, other ops go through host_numpy."""
+        if opdef.host:
+            return opdef.fn(*args, **attrs)
         try:
-            return symbolic.fold(node.op_type, args, attrs)
+            return host_numpy.fold(node.op_type, args, attrs)
         except KeyError:
             raise NodeExecutionError(
                 node.name, node.op_type,
-                NotImplementedError("cannot compute on shapes with symbolic dimensions (jax.export); "
-                                    "export with concrete shapes instead"),
+                NotImplementedError("cannot compute on strings or on shapes with symbolic dimensions (jax.export)"),
             ) from None
 
     def _call(self, node: Node, args: list[Value], env: Mapping[str, Value]) -> tuple[Value, ...]:
@@ -238,8 +249,8 @@ class Program:
         if opdef.context:
             kwargs["ctx"] = Context(node, env, self)
         try:
-            if opdef.fold and all(is_static(a) for a in args) and any(symbolic.is_symbolic(a) for a in args):
-                result = self._fold_symbolic(node, args, kwargs)
+            if opdef.fold and all(is_static(a) for a in args) and any(host_numpy.is_object(a) for a in args):
+                result = self._fold_objects(node, opdef, args, kwargs)
             elif opdef.fold and all(is_static(a) for a in args):
                 with jax.ensure_compile_time_eval():
                     result = _to_static(opdef.fn(*args, **kwargs))

@@ -1,9 +1,11 @@
-"""Shape values with symbolic dimensions (jax.export with a dynamic batch or sequence axis).
+"""numpy implementations of ops for object arrays, which jax.numpy cannot hold: strings, and shape
+values with symbolic dimensions.
 
-Under `jax.export` a traced array's shape may hold symbolic dimensions. `Shape` then yields a numpy
-object array of dimensions, and the shape arithmetic that exporters emit (Gather, Concat, Unsqueeze,
-Mul, ...) is folded here with numpy, whose object arrays carry the symbolic expressions along.
-Consumers (Reshape, Expand, ConstantOfShape, ...) read such values with `dims`.
+Under `jax.export` with a dynamic batch or sequence axis, a traced array's shape may hold symbolic
+dimensions. `Shape` then yields a numpy object array of dimensions, and the shape arithmetic that
+exporters emit (Gather, Concat, Unsqueeze, Mul, ...) is folded here with numpy, whose object arrays
+carry the symbolic expressions along. Consumers (Reshape, Expand, ConstantOfShape, ...) read such
+values with `dims`. String tensors go through the same table on the host, between compiled segments.
 """
 
 from __future__ import annotations
@@ -15,13 +17,9 @@ import numpy as np
 from jax import export
 
 
-def is_symbolic(value: Any) -> bool:
-    """True for a static shape value holding at least one symbolic dimension."""
-    return (
-        isinstance(value, np.ndarray)
-        and value.dtype == object
-        and any(export.is_symbolic_dim(v) for v in value.flat)
-    )
+def is_object(value: Any) -> bool:
+    """True for numpy object arrays: strings, or shape values holding symbolic dimensions."""
+    return isinstance(value, np.ndarray) and value.dtype == object
 
 
 def shape_value(shape: tuple) -> np.ndarray:
@@ -71,11 +69,13 @@ FOLDERS: dict[str, Callable[..., Any]] = {
     "Mul": lambda a, b: np.multiply(np.asarray(a, object), b),
     "Div": _div,
     "Equal": lambda a, b: np.equal(np.asarray(a, object), b).astype(bool),
+    "Transpose": lambda data, *, perm=None: np.transpose(data, perm),
+    "Flatten": lambda data, *, axis=1: np.reshape(data, (int(np.prod(data.shape[:axis])), -1)),
     "Where": lambda c, x, y: np.where(c, np.asarray(x, object), np.asarray(y, object)),
     "ReduceProd": lambda data, axes=None, *, keepdims=1, noop_with_empty_axes=0: np.prod(data, keepdims=bool(keepdims)),
 }
 
 
 def fold(op_type: str, args: list, attrs: dict) -> Any:
-    """Evaluate a shape-arithmetic op on values holding symbolic dimensions; KeyError when not supported."""
+    """Evaluate an op on object arrays (strings, symbolic dimensions); KeyError when the table lacks it."""
     return FOLDERS[op_type](*args, **attrs)
