@@ -37,6 +37,7 @@ def test_strings_feed_a_numeric_segment_and_come_back_out():
 @settings(max_examples=10)
 @given(words, st.sampled_from(["NONE", "LOWER", "UPPER"]))
 def test_string_normalizer_case_change_matches_reference(text, action):
+    text = [w for w in text if w] or ["x"]  # onnx.reference also drops empty strings, which the spec keeps
     check_node("StringNormalizer", [np.array(text, object)], case_change_action=action)
 
 
