@@ -11,6 +11,7 @@ from typing import Any
 import jax
 import numpy as np
 import onnx
+from jax.experimental import checkify
 from onnx.backend.base import Backend, BackendRep, Device, DeviceType
 
 from . import host_numpy
@@ -46,13 +47,19 @@ class Segment:
     outputs: tuple[str, ...]  # names of the traced values it returns, in order
     static: Mapping[str, Any]  # values known while tracing that later segments or the outputs need
     stop: int | None  # index of the host node it stops before; None when it ran to the end
+    checked: bool = False  # the executable also returns a checkify error (checked mode)
 
     def run(self, params: Any, values: list[Any]) -> dict[str, Any]:
-        if not self.host:
+        if not self.host and not self.checked:
             return {**self.static, **dict(zip(self.outputs, self.executable(params, *values)))}
         traced = [v for n, v in zip(self.inputs, values) if n not in self.host]
         kept = {n: v for n, v in zip(self.inputs, values) if n in self.host}
-        return {**kept, **self.static, **dict(zip(self.outputs, self.executable(params, *traced)))}
+        results = self.executable(params, *traced)
+        if self.checked:
+            error, results = results
+            if (message := error.get()) is not None:
+                raise InvalidInputError(message.replace(" (`check` failed)", ""))
+        return {**kept, **self.static, **dict(zip(self.outputs, results))}
 
 
 class OnnxJaxRep(BackendRep):
@@ -129,8 +136,12 @@ class OnnxJaxRep(BackendRep):
             )
             return tuple(env[n] for n in found["outputs"])
 
+        if program.checks:
+            fn = checkify.checkify(fn, errors=checkify.user_checks)
         executable = jax.jit(fn).lower(self._params, *traced.values()).compile()
-        return Segment(executable, tuple(dynamic), host, found["outputs"], found["static"], found["stop"])
+        return Segment(
+            executable, tuple(dynamic), host, found["outputs"], found["static"], found["stop"], program.checks
+        )
 
     def _cache_get(self, key: tuple) -> Segment | None:
         with self._lock:
@@ -240,10 +251,12 @@ class OnnxJaxBackend(Backend):
         *,
         registry: Registry = REGISTRY,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        checks: bool = False,
         **kwargs: Any,
     ) -> OnnxJaxRep:
+        """Load, check and resolve a model once; `checks=True` makes out-of-range indices raise (slower)."""
         proto, base_dir = load_model(model)
-        program = Program(build_graph(proto, base_dir), registry)
+        program = Program(build_graph(proto, base_dir), registry, checks=checks)
         return OnnxJaxRep(program, device, cache_size=cache_size)
 
     @classmethod

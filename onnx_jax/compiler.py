@@ -146,8 +146,11 @@ def static_names(graph: Graph, plan: Mapping[Node, OpDef]) -> frozenset[str]:
 class Program:
     """A graph ready to trace: ops resolved, initializers split into trainable params and constants."""
 
-    def __init__(self, graph: Graph, registry: Registry = REGISTRY, *, fold_weights: bool = False):
+    def __init__(
+        self, graph: Graph, registry: Registry = REGISTRY, *, fold_weights: bool = False, checks: bool = False
+    ):
         self.graph = graph
+        self.checks = checks
         self.registry = registry
         self.plan = resolve_ops(graph, registry, graph.functions)
         self.static_names = static_names(graph, self.plan)
@@ -246,6 +249,10 @@ class Program:
             if i < len(args) and not is_static(args[i]):
                 raise StaticValueRequiredError(node.name, node.op_type, node.inputs[i], i)
         kwargs = dict(node.attrs)
+        if self.checks:
+            from .checks import check_indices
+
+            check_indices(node, args, kwargs)
         if opdef.context:
             kwargs["ctx"] = Context(node, env, self)
         try:
