@@ -1,3 +1,187 @@
-"""quantization ops."""
+"""Quantization ops: QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear and the integer/QLinear products."""
 
 from __future__ import annotations
+
+import jax.numpy as jnp
+import ml_dtypes
+import numpy as np
+from jax import lax
+
+from ..dtypes import is_float, to_numpy_dtype
+from ..registry import op
+
+# Scales and zero points
+
+
+def _broadcast_param(p, shape: tuple[int, ...], axis: int, block_size: int):
+    """A scale or zero point shaped to broadcast against x: per tensor, per `axis`, or in blocks along `axis`."""
+    if jnp.size(p) == 1:
+        return jnp.reshape(p, ())
+    axis %= len(shape)
+    if block_size:
+        return jnp.repeat(p, block_size, axis=axis, total_repeat_length=shape[axis])
+    return jnp.reshape(p, (-1,) + (1,) * (len(shape) - axis - 1))
+
+
+def _quantize(x, scale, zero_point, axis=1, saturate=1, block_size=0, output_dtype=0, precision=0):
+    """saturate(round_half_even(x / scale) + zero_point) in the zero point's (or output_dtype's) type."""
+    if zero_point is not None:
+        dtype = np.dtype(zero_point.dtype)
+    else:
+        dtype = to_numpy_dtype(output_dtype) if output_dtype else np.dtype(np.uint8)
+    # the division runs in `precision`, else in the scale's type (float32 for 8-bit scales such as float8e8m0)
+    compute = to_numpy_dtype(precision) if precision else scale.dtype if scale.dtype.itemsize > 1 else np.float32
+    q = jnp.asarray(x, compute) / _broadcast_param(jnp.asarray(scale, compute), jnp.shape(x), axis, block_size)
+    zp = 0 if zero_point is None else _broadcast_param(zero_point, jnp.shape(x), axis, block_size)
+    if not is_float(dtype):
+        info = ml_dtypes.iinfo(dtype)
+        q = jnp.round(q).astype(jnp.float32) + jnp.asarray(zp, jnp.float32)
+        return jnp.clip(q, info.min, info.max).astype(dtype)
+    q = q + jnp.asarray(zp, compute)
+    if saturate:
+        limit = float(ml_dtypes.finfo(dtype).max)
+        q = jnp.clip(q, -limit, limit)
+    return q.astype(dtype)
+
+
+def _dequantize(x, scale, zero_point, axis=1, block_size=0, output_dtype=0):
+    """(x - zero_point) * scale, computed in float32, in output_dtype or the scale's type."""
+    y = jnp.asarray(x, jnp.float32)
+    if zero_point is not None:
+        y = y - _broadcast_param(jnp.asarray(zero_point, jnp.float32), jnp.shape(x), axis, block_size)
+    y = y * _broadcast_param(jnp.asarray(scale, jnp.float32), jnp.shape(x), axis, block_size)
+    return y.astype(to_numpy_dtype(output_dtype) if output_dtype else scale.dtype)
+
+
+@op("QuantizeLinear", 10)
+def QuantizeLinear_10(x, y_scale, y_zero_point=None):
+    return _quantize(x, y_scale, y_zero_point)
+
+
+@op("QuantizeLinear", 13)
+def QuantizeLinear_13(x, y_scale, y_zero_point=None, *, axis=1):
+    return _quantize(x, y_scale, y_zero_point, axis)
+
+
+@op("QuantizeLinear", 19)
+def QuantizeLinear_19(x, y_scale, y_zero_point=None, *, axis=1, saturate=1):
+    return _quantize(x, y_scale, y_zero_point, axis, saturate)
+
+
+@op("QuantizeLinear", 21)
+def QuantizeLinear_21(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, output_dtype=0, saturate=1):
+    return _quantize(x, y_scale, y_zero_point, axis, saturate, block_size, output_dtype)
+
+
+@op("QuantizeLinear", 23)
+def QuantizeLinear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, output_dtype=0, precision=0, saturate=1):
+    return _quantize(x, y_scale, y_zero_point, axis, saturate, block_size, output_dtype, precision)
+
+
+@op("DequantizeLinear", 10)
+def DequantizeLinear_10(x, x_scale, x_zero_point=None):
+    return _dequantize(x, x_scale, x_zero_point)
+
+
+@op("DequantizeLinear", 13)
+def DequantizeLinear_13(x, x_scale, x_zero_point=None, *, axis=1):
+    return _dequantize(x, x_scale, x_zero_point, axis)
+
+
+@op("DequantizeLinear", 21)
+def DequantizeLinear_21(x, x_scale, x_zero_point=None, *, axis=1, block_size=0):
+    return _dequantize(x, x_scale, x_zero_point, axis, block_size)
+
+
+@op("DequantizeLinear", 23)
+def DequantizeLinear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, output_dtype=0):
+    return _dequantize(x, x_scale, x_zero_point, axis, block_size, output_dtype)
+
+
+@op("DynamicQuantizeLinear", 11)
+def DynamicQuantizeLinear(x):
+    """uint8 quantization over [min(x, 0), max(x, 0)]; returns y, its scale and its zero point."""
+    low, high = jnp.minimum(jnp.min(x), 0), jnp.maximum(jnp.max(x), 0)
+    scale = jnp.where(high == low, 1, high - low).astype(jnp.float32) / 255
+    zero_point = jnp.round(jnp.clip(-low / scale, 0, 255))
+    y = jnp.clip(jnp.round(x / scale) + zero_point, 0, 255)
+    return y.astype(jnp.uint8), scale.astype(x.dtype), zero_point.astype(jnp.uint8)
+
+
+# Integer products: int32 accumulation of zero-point-shifted operands
+
+
+def _shifted(x, zero_point, zero_point_shape=None):
+    """x - zero_point in int32; a vector zero point takes `zero_point_shape` first (per row, per channel)."""
+    x = jnp.asarray(x, jnp.int32)
+    if zero_point is None:
+        return x
+    zero_point = jnp.asarray(zero_point, jnp.int32)
+    if zero_point_shape is not None and zero_point.ndim == 1:
+        zero_point = jnp.reshape(zero_point, zero_point_shape)
+    return x - zero_point
+
+
+def _rows(v):
+    """A per-row vector (one value per row of a matrix) as a column, so it broadcasts along rows."""
+    return jnp.reshape(v, (-1, 1)) if jnp.ndim(v) == 1 else v
+
+
+def _channels(v, ndim: int):
+    """A per-output-channel vector shaped to broadcast against N x C x D1 x ... (a scalar stays a scalar)."""
+    return jnp.reshape(v, (-1,) + (1,) * (ndim - 2)) if jnp.ndim(v) == 1 else v
+
+
+def _requantize(acc, multiplier, zero_point):
+    """An int32 accumulator scaled by `multiplier` and saturated into the zero point's type."""
+    info = np.iinfo(zero_point.dtype)
+    y = jnp.round(acc.astype(jnp.float32) * multiplier.astype(jnp.float32)) + jnp.asarray(zero_point, jnp.float32)
+    return jnp.clip(y, info.min, info.max).astype(zero_point.dtype)
+
+
+@op("MatMulInteger", 10)
+def MatMulInteger(A, B, a_zero_point=None, b_zero_point=None):
+    return jnp.matmul(_shifted(A, a_zero_point, (-1, 1)), _shifted(B, b_zero_point))
+
+
+@op("QLinearMatMul", 10)
+def QLinearMatMul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point):
+    acc = MatMulInteger(a, b, a_zero_point, b_zero_point)
+    return _requantize(acc, _rows(a_scale) * b_scale / y_scale, y_zero_point)
+
+
+def _conv_padding(auto_pad: str, pads, sizes, kernel, strides, dilations) -> list[tuple[int, int]]:
+    """(low, high) padding per spatial axis, from explicit pads or auto_pad."""
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        padding = []
+        for size, k, s, d in zip(sizes, kernel, strides, dilations):
+            total = max(0, (-(-size // s) - 1) * s + (k - 1) * d + 1 - size)
+            small, large = total // 2, total - total // 2
+            padding.append((small, large) if auto_pad == "SAME_UPPER" else (large, small))
+        return padding
+    if auto_pad == "VALID" or not pads:
+        return [(0, 0)] * len(sizes)
+    return list(zip(pads[: len(sizes)], pads[len(sizes) :]))
+
+
+@op("ConvInteger", 10)
+def ConvInteger(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET", dilations=None, group=1,
+                kernel_shape=None, pads=None, strides=None):
+    """Conv of the shifted operands; padding is zero after the shift, so it holds x_zero_point before it."""
+    n = w.ndim - 2
+    strides, dilations = tuple(strides or (1,) * n), tuple(dilations or (1,) * n)
+    padding = _conv_padding(auto_pad, pads, x.shape[2:], w.shape[2:], strides, dilations)
+    return lax.conv_general_dilated(
+        _shifted(x, x_zero_point), _shifted(w, w_zero_point, (-1,) + (1,) * (w.ndim - 1)), strides, padding,
+        rhs_dilation=dilations, feature_group_count=group, preferred_element_type=jnp.int32,
+    )
+
+
+@op("QLinearConv", 10)
+def QLinearConv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B=None, *,
+                auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
+    acc = ConvInteger(x, w, x_zero_point, w_zero_point, auto_pad=auto_pad, dilations=dilations, group=group,
+                      pads=pads, strides=strides)
+    if B is not None:
+        acc = acc + _channels(B, acc.ndim)
+    return _requantize(acc, x_scale * _channels(w_scale, acc.ndim) / y_scale, y_zero_point)

@@ -1,0 +1,207 @@
+"""Property tests for ops/quantization.py against onnx.reference (and onnxruntime where the reference falls short)."""
+
+from __future__ import annotations
+
+import math
+
+import ml_dtypes
+import numpy as np
+import onnxruntime as ort
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import onnx_jax
+from oracle import arrays, assert_close, check_node, node_model, shapes
+
+INTEGERS = [np.int8, np.uint8, np.int16, np.uint16, ml_dtypes.int4, ml_dtypes.uint4, ml_dtypes.int2, ml_dtypes.uint2]
+FLOAT8 = [ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e4m3fnuz, ml_dtypes.float8_e5m2, ml_dtypes.float8_e5m2fnuz]
+SOME = settings(max_examples=10)
+
+
+def integers(data, dtype, shape):
+    """An array of any values of an integer dtype (int4/int2 included)."""
+    info = ml_dtypes.iinfo(dtype)
+    values = data.draw(st.lists(st.integers(int(info.min), int(info.max)), min_size=math.prod(shape),
+                                max_size=math.prod(shape)))
+    return np.array(values, np.int64).reshape(shape).astype(dtype)
+
+
+def granularity(data, shape):
+    """(axis, block_size, scale shape) for per-tensor, per-axis or blocked quantization of x's shape."""
+    kind = data.draw(st.sampled_from(["tensor", "axis", "block"]))
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    if kind == "tensor":
+        return axis, 0, ()
+    if kind == "axis":
+        return axis, 0, (shape[axis],)
+    block = data.draw(st.integers(1, shape[axis]))
+    blocked = list(shape)
+    blocked[axis] = -(-shape[axis] // block)
+    return axis, block, tuple(blocked)
+
+
+def onnxruntime(model, inputs):
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {f"x{i}": x for i, x in enumerate(inputs) if x is not None})
+
+
+def ours(model, inputs):
+    return list(onnx_jax.prepare(model).run([x for x in inputs if x is not None]))
+
+
+@given(st.data())
+def test_quantize_linear_integers_per_tensor_axis_and_block(data):
+    dtype = data.draw(st.sampled_from(INTEGERS))
+    shape = data.draw(shapes(1, 3, 5))
+    axis, block, pshape = granularity(data, shape)
+    x = data.draw(arrays(np.float32, shape, low=-400, high=400))
+    scale = data.draw(arrays(np.float32, pshape, low=0.25, high=8))
+    zero_point = integers(data, dtype, pshape) if data.draw(st.booleans()) or dtype != np.uint8 else None
+    check_node("QuantizeLinear", [x, scale, zero_point], opset=25, axis=axis, block_size=block)
+
+
+@SOME
+@given(st.data())
+def test_quantize_linear_half_precision_and_output_dtype(data):
+    dtype = data.draw(st.sampled_from([np.float16, ml_dtypes.bfloat16]))
+    x = data.draw(arrays(np.float32, data.draw(shapes(0, 3)), low=-300, high=300)).astype(dtype)
+    scale = np.array(data.draw(st.floats(0.5, 4, width=16)), dtype)
+    out = data.draw(st.sampled_from([np.int8, np.uint8, np.int16]))
+    check_node("QuantizeLinear", [x, scale], opset=21, output_dtype=onnx_jax.dtypes.to_onnx_dtype(out))
+
+
+@SOME
+@given(st.data())
+def test_quantize_linear_precision_attribute_sets_division_type(data):
+    x = data.draw(arrays(np.float32, data.draw(shapes(1, 2)), low=-100, high=100))
+    scale = np.array(data.draw(st.floats(0.5, 4, width=16)), np.float16)
+    check_node("QuantizeLinear", [x, scale, np.array(3, np.int8)], opset=23, precision=1)
+
+
+@given(st.data())
+def test_quantize_linear_float8_saturates_or_overflows(data):
+    dtype = data.draw(st.sampled_from(FLOAT8))
+    x = data.draw(arrays(np.float32, data.draw(shapes(0, 3)), low=-1e5, high=1e5))
+    scale = np.array(data.draw(st.floats(0.5, 4)), np.float32)
+    saturate = data.draw(st.integers(0, 1))
+    check_node("QuantizeLinear", [x, scale, np.zeros((), dtype)], opset=21, saturate=saturate)
+
+
+@given(st.data())
+def test_dequantize_linear_integers_per_tensor_axis_and_block(data):
+    dtype = data.draw(st.sampled_from(INTEGERS + [np.int32]))
+    shape = data.draw(shapes(1, 3, 5))
+    axis, block, pshape = granularity(data, shape)
+    x = integers(data, dtype, shape)
+    scale = data.draw(arrays(np.float32, pshape, low=2**-7, high=8))
+    zero_point = integers(data, dtype, pshape) if data.draw(st.booleans()) and dtype != np.int32 else None
+    check_node("DequantizeLinear", [x, scale, zero_point], opset=25, axis=axis, block_size=block)
+
+
+@SOME
+@given(st.data())
+def test_dequantize_linear_float8_and_output_dtype(data):
+    dtype = data.draw(st.sampled_from(FLOAT8))
+    x = data.draw(arrays(np.float32, data.draw(shapes(0, 3)), low=-200, high=200)).astype(dtype)
+    scale = np.array(data.draw(st.floats(0.5, 4)), np.float32)
+    check_node("DequantizeLinear", [x, scale], opset=23, output_dtype=10)  # float16
+
+
+@SOME
+@given(st.data())
+def test_quantize_then_dequantize_opset10_round_trips_within_half_a_step(data):
+    x = data.draw(arrays(np.float32, data.draw(shapes(1, 3)), low=-10, high=10))
+    scale, zero_point = np.float32(0.1), np.uint8(128)
+    model = node_model("QuantizeLinear", [x, np.array(scale), np.array(zero_point)], opset=10)
+    q = ours(model, [x, np.array(scale), np.array(zero_point)])[0]
+    back = ours(node_model("DequantizeLinear", [q, np.array(scale), np.array(zero_point)], opset=10),
+                [q, np.array(scale), np.array(zero_point)])[0]
+    np.testing.assert_allclose(back, x, atol=0.05 + 1e-6)
+
+
+@SOME
+@given(st.data())
+def test_dynamic_quantize_linear(data):
+    x = data.draw(arrays(np.float32, data.draw(shapes(1, 3)), low=-50, high=50))
+    check_node("DynamicQuantizeLinear", [x], 3)
+
+
+def _zero_point(data, dtype):
+    return np.array(data.draw(st.integers(int(np.iinfo(dtype).min), int(np.iinfo(dtype).max))), dtype)
+
+
+@given(st.data())
+def test_matmul_integer_with_scalar_and_per_column_zero_points(data):
+    a_type, b_type = (data.draw(st.sampled_from([np.int8, np.uint8])) for _ in range(2))
+    m, k, n = (data.draw(st.integers(1, 5)) for _ in range(3))
+    batch = data.draw(shapes(0, 2, 3))
+    a = integers(data, a_type, batch + (m, k))
+    b = integers(data, b_type, (k, n))
+    b_zero_point = data.draw(st.sampled_from([None, _zero_point(data, b_type), integers(data, b_type, (n,))]))
+    check_node("MatMulInteger", [a, b, _zero_point(data, a_type), b_zero_point], opset=10)
+
+
+@SOME
+@given(st.data())
+def test_matmul_integer_per_row_zero_point(data):
+    m, k, n = (data.draw(st.integers(1, 5)) for _ in range(3))
+    a, b = integers(data, np.uint8, (m, k)), integers(data, np.int8, (k, n))
+    a_zero_point = integers(data, np.uint8, (m,))
+    (y,) = ours(node_model("MatMulInteger", [a, b, a_zero_point], opset=10), [a, b, a_zero_point])
+    np.testing.assert_array_equal(y, (a.astype(np.int32) - a_zero_point[:, None]) @ b.astype(np.int32))
+
+
+@SOME
+@given(st.data())
+def test_qlinear_matmul_matches_reference_and_onnxruntime(data):
+    dtype = data.draw(st.sampled_from([np.int8, np.uint8]))
+    m, k, n = (data.draw(st.integers(1, 4)) for _ in range(3))
+    a, b = integers(data, dtype, (m, k)), integers(data, dtype, (k, n))
+    scales = [np.array(data.draw(st.floats(2**-7, 0.25, width=32)), np.float32) for _ in range(3)]
+    zps = [_zero_point(data, dtype) for _ in range(3)]
+    inputs = [a, scales[0], zps[0], b, scales[1], zps[1], scales[2], zps[2]]
+    check_node("QLinearMatMul", inputs, opset=10)
+    model = node_model("QLinearMatMul", inputs, opset=10)
+    assert_close(ours(model, inputs), onnxruntime(model, inputs))
+
+
+def _conv_attrs(data, spatial):
+    strides = data.draw(st.lists(st.integers(1, 2), min_size=spatial, max_size=spatial))
+    dilations = data.draw(st.lists(st.integers(1, 2), min_size=spatial, max_size=spatial))
+    pads = data.draw(st.lists(st.integers(0, 1), min_size=2 * spatial, max_size=2 * spatial))
+    return dict(strides=strides, dilations=dilations, pads=pads)
+
+
+@SOME
+@given(st.data())
+def test_conv_integer(data):
+    group = data.draw(st.integers(1, 2))
+    c_in, c_out = group * data.draw(st.integers(1, 2)), group * data.draw(st.integers(1, 2))
+    spatial = data.draw(st.integers(1, 2))
+    x = integers(data, np.uint8, (1, c_in) + (5,) * spatial)
+    w = integers(data, np.uint8, (c_out, c_in // group) + (2,) * spatial)
+    x_zero_point, w_zero_point = _zero_point(data, np.uint8), _zero_point(data, np.uint8)
+    check_node("ConvInteger", [x, w, x_zero_point, w_zero_point], opset=10, group=group, **_conv_attrs(data, spatial))
+
+
+@SOME
+@given(st.data())
+def test_conv_integer_same_padding_matches_onnxruntime(data):
+    auto_pad = data.draw(st.sampled_from(["SAME_UPPER", "SAME_LOWER", "VALID"]))
+    x, w = integers(data, np.uint8, (1, 2, 5, 4)), integers(data, np.uint8, (3, 2, 2, 3))
+    inputs = [x, w, _zero_point(data, np.uint8)]
+    model = node_model("ConvInteger", inputs, opset=10, auto_pad=auto_pad, strides=[2, 1])
+    assert_close(ours(model, inputs), onnxruntime(model, inputs))
+
+
+@SOME
+@given(st.data())
+def test_qlinear_conv_with_bias_and_per_channel_weights(data):
+    c_in, c_out = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    x = integers(data, np.uint8, (2, c_in, 5, 5))
+    w = integers(data, np.int8, (c_out, c_in, 3, 3))
+    w_scale = data.draw(arrays(np.float32, data.draw(st.sampled_from([(), (c_out,)])), low=2**-10, high=2**-7))
+    bias = data.draw(st.sampled_from([None, integers(data, np.int16, (c_out,)).astype(np.int32)]))
+    inputs = [x, np.array(0.02, np.float32), _zero_point(data, np.uint8), w, w_scale,
+              np.zeros(w_scale.shape, np.int8), np.array(0.05, np.float32), _zero_point(data, np.uint8), bias]
+    check_node("QLinearConv", inputs, opset=10, **_conv_attrs(data, 2))
