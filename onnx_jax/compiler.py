@@ -103,7 +103,7 @@ def resolve_node(node: Node, registry: Registry, functions: Mapping) -> OpDef | 
         graph = function_graph(body, node, ctx.program.graph.opsets)
         return ctx.run_subgraph(graph, *args, *[None] * (len(graph.inputs) - len(args)))
 
-    return OpDef(expand, node.domain, node.op_type, node.opset, (), frozenset(), False, True, True)
+    return OpDef(expand, node.domain, node.op_type, node.opset, (), frozenset(), False, False, True)
 
 
 def _schema_function(schema: onnx.defs.OpSchema, node: Node, args: Sequence[Value]) -> onnx.FunctionProto:
@@ -140,7 +140,12 @@ def static_names(graph: Graph, plan: Mapping[Node, OpDef]) -> frozenset[str]:
         node = producer.get(name)
         if node is not None and not plan[node].shape_only:
             pending.extend(n for n in node.inputs if n)
+            pending.extend(out.name for sub in _subgraphs(node) for out in sub.outputs)  # If branches, loop bodies
     return frozenset(needed)
+
+
+def _subgraphs(node: Node) -> list[Graph]:
+    return [g for v in node.attrs.values() for g in (v if isinstance(v, tuple) else (v,)) if isinstance(g, Graph)]
 
 
 class Program:
@@ -199,10 +204,8 @@ class Program:
         names = dict.fromkeys(o.name for o in self.graph.outputs)
         for node in self.graph.nodes[start:]:
             names.update(dict.fromkeys(n for n in node.inputs if n))
-            for value in node.attrs.values():
-                for sub in value if isinstance(value, tuple) else (value,):
-                    if isinstance(sub, Graph):
-                        names.update(dict.fromkeys(n for inner in sub.walk() for n in inner.inputs if n))
+            for sub in _subgraphs(node):
+                names.update(dict.fromkeys(n for inner in sub.walk() for n in inner.inputs if n))
         return list(names)
 
     @staticmethod

@@ -11,10 +11,14 @@ import numpy as np
 from jax import lax
 
 from ..compiler import is_static
-from ..errors import DataDependentShapeError
+from ..errors import DataDependentShapeError, NodeExecutionError, StaticValueRequiredError
 from ..registry import op
 
 MAX_TRACE_TIME_ITERATIONS = 1000  # a Loop evaluated in Python (carried shapes change) may not run longer
+
+# A body that XLA cannot loop over: carried shapes change each iteration (TypeError from lax), or the body
+# needs the iteration number as a constant (a Slice by the counter, SequenceAt over differently shaped items).
+NEEDS_TRACE_TIME_ITERATION = (TypeError, StaticValueRequiredError, NodeExecutionError)
 
 
 def _traced(value):
@@ -26,7 +30,7 @@ def _scalar_bool(cond):
     return jnp.reshape(jnp.asarray(cond), ()).astype(bool)
 
 
-@op("If", 1, context=True)
+@op("If", 1, context=True, fold=False)
 def If(cond, *, then_branch, else_branch, ctx):
     if is_static(cond):
         return ctx.run_subgraph(then_branch if bool(np.reshape(cond, ())) else else_branch)
@@ -48,11 +52,13 @@ def _has_scan_outputs(node) -> bool:
 
 
 def _loop_static_inputs(node) -> tuple[str, ...]:
-    """Scan outputs need a trip count known when compiling: then M and cond are keyed into the signature."""
-    return ("M", "cond") if _has_scan_outputs(node) else ()
+    """Scan outputs and carried sequences need the trip count when compiling: then M and cond are keyed
+    into the signature. Otherwise they stay run-time values and the loop is a lax.while_loop."""
+    carries_sequences = any(i.kind != "tensor" for i in node.attrs["body"].inputs[2:])
+    return ("M", "cond") if _has_scan_outputs(node) or carries_sequences else ()
 
 
-@op("Loop", 1, context=True, static_if=_loop_static_inputs)
+@op("Loop", 1, context=True, fold=False, static_if=_loop_static_inputs)
 def Loop(M=None, cond=None, *v_initial, body, ctx):
     n = len(v_initial)
 
@@ -69,10 +75,15 @@ def Loop(M=None, cond=None, *v_initial, body, ctx):
         if result is not None:
             return result
     if not _has_scan_outputs(ctx.node):
-        return _while_loop(step, None if trip is None else trip, M, cond, list(v_initial))
+        try:
+            return _while_loop(step, trip, M, cond, list(v_initial))
+        except NEEDS_TRACE_TIME_ITERATION:
+            pass
     if static_cond and (trip is not None or cond is not None):
         return _python_loop(step, trip, cond, list(v_initial), ctx)
-    raise DataDependentShapeError(ctx.node.name, "Loop", "scan outputs whose length depends on run-time data")
+    raise DataDependentShapeError(
+        ctx.node.name, "Loop", "its scan outputs or carried shapes depend on a trip count known only at run time"
+    )
 
 
 def _scan_loop(step, trip: int, carried: list):
@@ -87,8 +98,8 @@ def _scan_loop(step, trip: int, carried: list):
 
     try:
         (_, final), stacked = lax.scan(body_fn, (jnp.asarray(0, jnp.int64), _traced(carried)), length=trip)
-    except TypeError:
-        return None  # carried shapes change from one iteration to the next
+    except NEEDS_TRACE_TIME_ITERATION:
+        return None
     return (*final, *stacked) if all(always_true) else None
 
 
@@ -111,7 +122,7 @@ def _while_loop(step, trip, M, cond, carried: list):
 
 
 def _python_loop(step, trip, cond, carried: list, ctx):
-    """Trace-time iteration, only for loops whose carried shapes change each step (XLA loops cannot)."""
+    """Trace-time iteration, only for bodies no XLA loop can express (see NEEDS_TRACE_TIME_ITERATION)."""
     c = np.array(True) if cond is None else cond
     scans, i = [], 0
     while (trip is None or i < trip) and bool(np.reshape(c, ())):
@@ -128,7 +139,7 @@ def _python_loop(step, trip, cond, carried: list, ctx):
     return (*carried, *stacked)
 
 
-@op("Scan", 9, context=True)
+@op("Scan", 9, context=True, fold=False)
 def Scan(*inputs, body, num_scan_inputs, scan_input_axes=None, scan_input_directions=None,
          scan_output_axes=None, scan_output_directions=None, ctx):
     n_state = len(inputs) - num_scan_inputs
@@ -157,7 +168,7 @@ def _from_time_major(y, axis: int, direction: int):
     return jnp.moveaxis(y, 0, axis % y.ndim)
 
 
-@op("Scan", 8, context=True)
+@op("Scan", 8, context=True, fold=False)
 def Scan_8(sequence_lens, *inputs, body, num_scan_inputs, directions=None, ctx):
     """Opset 8: a leading batch axis; every sequence must run its full length."""
     if sequence_lens is not None:

@@ -69,7 +69,7 @@ def ConcatFromSequence(input_sequence, *, axis, new_axis=0):
     return jnp.stack(input_sequence, axis) if new_axis else jnp.concatenate(input_sequence, axis)
 
 
-@op("SequenceMap", 17, context=True)
+@op("SequenceMap", 17, context=True, fold=False)
 def SequenceMap(input_sequence, *additional_inputs, body, ctx):
     results = []
     for i, item in enumerate(input_sequence):
