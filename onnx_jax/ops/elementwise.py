@@ -1,4 +1,4 @@
-"""Elementwise ops: arithmetic, math, comparison, logic, bitwise, activations, Cast, Clip, Where."""
+"""Elementwise ops: arithmetic, math, comparison, logic, bitwise, activations, Cast, BitCast, Clip, Where."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import ml_dtypes
 import numpy as np
 from jax import lax
+from onnx import TensorProto
 
 from ..dtypes import is_float, to_numpy_dtype
 from ..registry import op
@@ -15,14 +17,14 @@ from ..registry import op
 
 def _legacy_broadcast(b, a_ndim: int, broadcast: int, axis: int | None):
     """Opset < 7 binary ops broadcast `b` onto `a` only when asked, aligned at `axis`."""
-    if not broadcast or axis is None or b.ndim == 0:
+    if not broadcast or axis is None or jnp.ndim(b) == 0:
         return b
     axis = axis % a_ndim
-    return jnp.reshape(b, b.shape + (1,) * (a_ndim - axis - b.ndim))
+    return jnp.reshape(b, jnp.shape(b) + (1,) * (a_ndim - axis - jnp.ndim(b)))
 
 
-def _binary(name: str, fn, since: tuple[int, ...] = (7,)):
-    """Register a numpy-broadcasting binary op, plus its opset-1/6 form with `broadcast`/`axis` attributes."""
+def _binary(name: str, fn):
+    """Register a numpy-broadcasting binary op (opset 7), and its opset-1 form with `broadcast`/`axis` attributes."""
 
     def legacy(a, b, *, broadcast=0, axis=None):
         return fn(a, _legacy_broadcast(b, jnp.ndim(a), broadcast, axis))
@@ -30,100 +32,30 @@ def _binary(name: str, fn, since: tuple[int, ...] = (7,)):
     def modern(a, b):
         return fn(a, b)
 
-    legacy.__name__ = modern.__name__ = name
+    legacy.__name__, modern.__name__ = f"{name}_1", name
     op(name, 1)(legacy)
-    for version in since:
-        op(name, version)(modern)
+    op(name, 7)(modern)
 
 
 def _div(a, b):
     if jnp.issubdtype(jnp.result_type(a), jnp.integer):
-        return lax.div(jnp.asarray(a), jnp.asarray(b))  # truncates toward zero, like C
+        return lax.div(*jnp.broadcast_arrays(a, b))  # truncates toward zero, like C
     return jnp.divide(a, b)
 
 
-_binary("Add", jnp.add)
-_binary("Sub", jnp.subtract)
-_binary("Mul", jnp.multiply)
-_binary("Div", _div)
-
-
-@op("Pow", 1)
-def Pow_1(x, y, *, broadcast=0, axis=None):
-    return Pow(x, _legacy_broadcast(y, jnp.ndim(x), broadcast, axis))
-
-
-@op("Pow", 7)
-def Pow(x, y):
+def _pow(x, y):
     dtype = jnp.result_type(x)
-    if not is_float(dtype) and is_float(jnp.result_type(y)):
-        return jnp.power(jnp.asarray(x, jnp.result_type(y)), y).astype(dtype)
+    if not is_float(dtype) and is_float(jnp.result_type(y)):  # integer base, float exponent: truncate the result
+        return jnp.power(jnp.asarray(x, jnp.promote_types(jnp.result_type(y), jnp.float32)), y).astype(dtype)
     return jnp.power(x, jnp.asarray(y, dtype))
 
 
-@op("Mod", 10)
-def Mod(a, b, *, fmod=0):
-    if fmod:
-        return lax.rem(jnp.asarray(a), jnp.asarray(b))  # sign of the dividend, like C fmod
-    if jnp.issubdtype(jnp.result_type(a), jnp.integer):
-        return jnp.where(b == 0, 0, jnp.remainder(a, jnp.where(b == 0, 1, b))).astype(jnp.result_type(a))
-    return jnp.remainder(a, b)
-
-
-def _unary(name: str, fn, *versions: int):
-    def impl(x):
-        return fn(x)
-
-    impl.__name__ = name
-    for version in versions or (1,):
-        op(name, version)(impl)
-
-
 for _name, _fn in {
-    "Abs": jnp.abs,
-    "Neg": jnp.negative,
-    "Exp": jnp.exp,
-    "Log": jnp.log,
-    "Sqrt": jnp.sqrt,
-    "Reciprocal": jnp.reciprocal,
-    "Floor": jnp.floor,
-    "Ceil": jnp.ceil,
-    "Sigmoid": jax.nn.sigmoid,
-    "Tanh": jnp.tanh,
-    "Relu": jax.nn.relu,
-}.items():
-    _unary(_name, _fn)
-
-for _name, _fn in {
-    "Sin": jnp.sin,
-    "Cos": jnp.cos,
-    "Tan": jnp.tan,
-    "Asin": jnp.arcsin,
-    "Acos": jnp.arccos,
-    "Atan": jnp.arctan,
-    "Sinh": jnp.sinh,
-    "Cosh": jnp.cosh,
-    "Asinh": jnp.arcsinh,
-    "Acosh": jnp.arccosh,
-    "Atanh": jnp.arctanh,
-    "Erf": jax.scipy.special.erf,
-    "Sign": jnp.sign,
-    "Round": jnp.round,  # half to even, as the spec asks
-    "Softplus": jax.nn.softplus,
-    "Softsign": jax.nn.soft_sign,
-    "Not": jnp.logical_not,
-    "BitwiseNot": jnp.bitwise_not,
-    "IsNaN": jnp.isnan,
-}.items():
-    _unary(_name, _fn)
-
-
-@op("IsInf", 10)
-def IsInf(x, *, detect_negative=1, detect_positive=1):
-    return ((x == -jnp.inf) & bool(detect_negative)) | ((x == jnp.inf) & bool(detect_positive))
-
-
-for _name, _fn in {
+    "Add": jnp.add,
+    "Sub": jnp.subtract,
+    "Mul": jnp.multiply,
+    "Div": _div,
+    "Pow": _pow,
     "Equal": jnp.equal,
     "Less": jnp.less,
     "Greater": jnp.greater,
@@ -133,19 +65,76 @@ for _name, _fn in {
 }.items():
     _binary(_name, _fn)
 
-for _name, _fn in {
-    "LessOrEqual": jnp.less_equal,
-    "GreaterOrEqual": jnp.greater_equal,
-    "BitwiseAnd": jnp.bitwise_and,
-    "BitwiseOr": jnp.bitwise_or,
-    "BitwiseXor": jnp.bitwise_xor,
+
+@op("Mod", 10)
+def Mod(a, b, *, fmod=0):
+    if fmod:
+        return jnp.fmod(a, b)  # sign of the dividend, like C fmod
+    if jnp.issubdtype(jnp.result_type(a), jnp.integer):  # x mod 0 is 0, as in numpy
+        return jnp.where(b == 0, 0, jnp.remainder(a, jnp.where(b == 0, 1, b))).astype(jnp.result_type(a))
+    return jnp.remainder(a, b)
+
+
+def _simple(name: str, fn, since: int):
+    """Register `fn` as an op whose inputs map straight onto its positional arguments."""
+
+    def impl(*inputs):
+        return fn(*inputs)
+
+    impl.__name__ = name
+    op(name, since)(impl)
+
+
+for _name, (_fn, _since) in {
+    "Abs": (jnp.abs, 1),
+    "Neg": (jnp.negative, 1),
+    "Exp": (jnp.exp, 1),
+    "Log": (jnp.log, 1),
+    "Sqrt": (jnp.sqrt, 1),
+    "Reciprocal": (jnp.reciprocal, 1),
+    "Floor": (jnp.floor, 1),
+    "Ceil": (jnp.ceil, 1),
+    "Sigmoid": (jax.nn.sigmoid, 1),
+    "Tanh": (jnp.tanh, 1),
+    "Relu": (jax.nn.relu, 1),
+    "Softplus": (jax.nn.softplus, 1),
+    "Softsign": (jax.nn.soft_sign, 1),
+    "Not": (jnp.logical_not, 1),
+    "Sin": (jnp.sin, 7),
+    "Cos": (jnp.cos, 7),
+    "Tan": (jnp.tan, 7),
+    "Asin": (jnp.arcsin, 7),
+    "Acos": (jnp.arccos, 7),
+    "Atan": (jnp.arctan, 7),
+    "Sinh": (jnp.sinh, 9),
+    "Cosh": (jnp.cosh, 9),
+    "Asinh": (jnp.arcsinh, 9),
+    "Acosh": (jnp.arccosh, 9),
+    "Atanh": (jnp.arctanh, 9),
+    "Erf": (jax.scipy.special.erf, 9),
+    "Sign": (jnp.sign, 9),
+    "IsNaN": (jnp.isnan, 9),
+    "Round": (jnp.round, 11),  # half to even, as the spec asks
+    "LessOrEqual": (jnp.less_equal, 12),
+    "GreaterOrEqual": (jnp.greater_equal, 12),
+    "BitwiseNot": (jnp.bitwise_not, 18),
+    "BitwiseAnd": (jnp.bitwise_and, 18),
+    "BitwiseOr": (jnp.bitwise_or, 18),
+    "BitwiseXor": (jnp.bitwise_xor, 18),
 }.items():
-    op(_name, 1)(functools.wraps(_fn)(lambda a, b, _fn=_fn: _fn(a, b)))
+    _simple(_name, _fn, _since)
+
+
+@op("IsInf", 10)
+def IsInf(x, *, detect_negative=1, detect_positive=1):
+    return (jnp.isneginf(x) & bool(detect_negative)) | (jnp.isposinf(x) & bool(detect_positive))
 
 
 @op("BitShift", 11)
-def BitShift(x, y, *, direction):
-    return jnp.left_shift(x, y) if direction == "LEFT" else jnp.right_shift(x, y)
+def BitShift(X, Y, *, direction):
+    # XLA shifts by >= the bit width (negative amounts included) give 0, or -1 for arithmetic right shifts of
+    # negative values: exactly what opset 28 spells out.
+    return jnp.left_shift(X, Y) if direction == "LEFT" else jnp.right_shift(X, Y)
 
 
 def _variadic(name: str, fn):
@@ -170,104 +159,175 @@ def Mean(*inputs):
 
 
 @op("LeakyRelu", 1)
-def LeakyRelu(x, *, alpha=0.01):
-    return jnp.where(x >= 0, x, x * jnp.asarray(alpha, jnp.result_type(x)))
+def LeakyRelu(X, *, alpha=0.01):
+    return jnp.where(X >= 0, X, X * jnp.asarray(alpha, jnp.result_type(X)))
 
 
 @op("PRelu", 1)
-def PRelu(x, slope):
-    if slope.ndim == 1 and jnp.ndim(x) > 2 and slope.shape[0] == jnp.shape(x)[1] and slope.shape[0] != jnp.shape(x)[-1]:
-        slope = jnp.reshape(slope, (-1,) + (1,) * (jnp.ndim(x) - 2))  # pre-7 per-channel slope
-    return jnp.where(x >= 0, x, x * slope)
+def PRelu(X, slope):
+    x_shape = jnp.shape(X)
+    if jnp.ndim(slope) == 1 and len(x_shape) > 2 and jnp.shape(slope)[0] == x_shape[1] != x_shape[-1]:
+        slope = jnp.reshape(slope, (-1,) + (1,) * (len(x_shape) - 2))  # pre-7 per-channel slope
+    return jnp.where(X >= 0, X, X * slope)
 
 
 @op("Elu", 1)
-def Elu(x, *, alpha=1.0):
-    return jnp.where(x > 0, x, jnp.asarray(alpha, x.dtype) * jnp.expm1(x))
+def Elu(X, *, alpha=1.0):
+    return jnp.where(X > 0, X, jnp.asarray(alpha, X.dtype) * jnp.expm1(X))
 
 
 @op("Celu", 12)
-def Celu(x, *, alpha=1.0):
-    return jnp.maximum(x, 0) + jnp.minimum(0, alpha * jnp.expm1(x / alpha)).astype(x.dtype)
+def Celu(X, *, alpha=1.0):
+    alpha = jnp.asarray(alpha, X.dtype)
+    return jnp.maximum(X, 0) + jnp.minimum(0, alpha * jnp.expm1(X / alpha))
 
 
 @op("Selu", 1)
-def Selu(x, *, alpha=1.67326319217681884765625, gamma=1.05070102214813232421875):
-    alpha, gamma = jnp.asarray(alpha, x.dtype), jnp.asarray(gamma, x.dtype)
-    return gamma * jnp.where(x > 0, x, alpha * jnp.expm1(x))
+def Selu_1(X, *, alpha=1.6732, gamma=1.0507):
+    return Selu(X, alpha=alpha, gamma=gamma)
+
+
+@op("Selu", 6)
+def Selu(X, *, alpha=1.67326319217681884765625, gamma=1.05070102214813232421875):
+    alpha, gamma = jnp.asarray(alpha, X.dtype), jnp.asarray(gamma, X.dtype)
+    return gamma * jnp.where(X > 0, X, alpha * jnp.expm1(X))
 
 
 @op("ThresholdedRelu", 10)
-def ThresholdedRelu(x, *, alpha=1.0):
-    return jnp.where(x > alpha, x, jnp.zeros_like(x))
+def ThresholdedRelu(X, *, alpha=1.0):
+    return jnp.where(X > alpha, X, jnp.zeros_like(X))
 
 
 @op("HardSigmoid", 1)
-def HardSigmoid(x, *, alpha=0.2, beta=0.5):
-    return jnp.clip(x * jnp.asarray(alpha, x.dtype) + jnp.asarray(beta, x.dtype), 0, 1)
+def HardSigmoid(X, *, alpha=0.2, beta=0.5):
+    return jnp.clip(X * jnp.asarray(alpha, X.dtype) + jnp.asarray(beta, X.dtype), 0, 1)
 
 
 @op("HardSwish", 14)
-def HardSwish(x):
-    return x * HardSigmoid(x, alpha=1 / 6, beta=0.5)
+def HardSwish(X):
+    return X * HardSigmoid(X, alpha=1 / 6, beta=0.5)
 
 
 @op("Mish", 18)
-def Mish(x):
-    return x * jnp.tanh(jax.nn.softplus(x))
+def Mish(X):
+    return X * jnp.tanh(jax.nn.softplus(X))
 
 
 @op("Swish", 24)
-def Swish(x, *, alpha=1.0):
-    return x * jax.nn.sigmoid(jnp.asarray(alpha, x.dtype) * x)
+def Swish(X, *, alpha=1.0):
+    return X * jax.nn.sigmoid(jnp.asarray(alpha, X.dtype) * X)
+
+
+@op("SwiGLU", 28)
+def SwiGLU(A, B, *, alpha=1.0):
+    return Swish(A, alpha=alpha) * B
 
 
 @op("Gelu", 20)
-def Gelu(x, *, approximate="none"):
-    return jax.nn.gelu(x, approximate=approximate == "tanh")
+def Gelu(X, *, approximate="none"):
+    return jax.nn.gelu(X, approximate=approximate == "tanh")
 
 
 @op("Shrink", 9)
-def Shrink(x, *, bias=0.0, lambd=0.5):
-    bias = jnp.asarray(bias, x.dtype)
-    return jnp.where(x < -lambd, x + bias, jnp.where(x > lambd, x - bias, jnp.zeros_like(x)))
+def Shrink(input, *, bias=0.0, lambd=0.5):
+    x = jnp.asarray(input)  # a Python-float bias keeps float inputs' dtype; integer inputs are truncated back
+    return jnp.where(x < -lambd, x + bias, jnp.where(x > lambd, x - bias, 0)).astype(x.dtype)
 
 
 @op("Clip", 1)
-def Clip_1(x, *, min=-3.4028234663852886e38, max=3.4028234663852886e38):
-    return jnp.clip(x, jnp.asarray(min, x.dtype), jnp.asarray(max, x.dtype))
+def Clip_1(input, *, min=None, max=None):
+    return Clip(input, min, max)
+
+
+@op("Clip", 6)
+def Clip_6(input, *, min=-3.4028234663852886e38, max=3.4028234663852886e38):
+    return Clip(input, min, max)
 
 
 @op("Clip", 11)
-def Clip(x, min=None, max=None):
+def Clip(input, min=None, max=None):
     if min is not None:
-        x = jnp.maximum(x, min)
+        input = jnp.maximum(input, min)
     if max is not None:
-        x = jnp.minimum(x, max)
-    return x
+        input = jnp.minimum(input, max)
+    return input
 
 
 @op("Where", 9)
-def Where(condition, x, y):
-    return jnp.where(condition, x, y)
+def Where(condition, X, Y):
+    return jnp.where(condition, X, Y)
 
 
 # Cast
 
+_FLOAT8 = frozenset(
+    np.dtype(t)
+    for t in (ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e4m3fnuz, ml_dtypes.float8_e5m2, ml_dtypes.float8_e5m2fnuz)
+)
+_E8M0 = np.dtype(ml_dtypes.float8_e8m0fnu)
 
-def _cast(x, dtype: np.dtype, saturate: int):
+
+def _narrow_float(dtype: np.dtype) -> bool:
+    return is_float(dtype) and np.dtype(dtype).itemsize == 1
+
+
+def _cast(x, dtype: np.dtype, saturate: int, round_mode: str):
     x = jnp.asarray(x)
-    if saturate and is_float(dtype) and jnp.finfo(dtype).bits <= 8 and is_float(x.dtype):
-        limit = float(jnp.finfo(dtype).max)
-        x = jnp.where(jnp.isinf(x) | (jnp.abs(x) > limit), jnp.clip(x, -limit, limit), x)
+    if _narrow_float(x.dtype) or (_narrow_float(dtype) and not is_float(x.dtype)):
+        x = x.astype(jnp.float32)  # exact; XLA converts float4 to integers wrongly
+    if dtype == _E8M0:
+        return _to_float8e8m0(x, saturate, round_mode)
+    if saturate and dtype in _FLOAT8:
+        limit = float(ml_dtypes.finfo(dtype).max)
+        x = jnp.clip(x, -limit, limit)
+    elif is_float(x.dtype) and jnp.issubdtype(dtype, jnp.integer) and dtype.itemsize < 8:
+        x = x.astype(jnp.int64)  # out of range values then wrap around like numpy's, instead of saturating
     return x.astype(dtype)
 
 
+def _to_float8e8m0(x, saturate: int, round_mode: str):
+    """float32 -> float8e8m0 (a biased exponent) with the spec's rounding; the sign is ignored, NaN and inf give NaN."""
+    bits = lax.bitcast_convert_type(x.astype(jnp.float32), jnp.uint32)
+    exponent = (bits >> 23) & 0xFF
+    if round_mode == "up":
+        round_up = (bits & 0x7FFFFF) > 0
+    elif round_mode == "nearest":  # guard bit set, and any lower bit or a nonzero exponent
+        round_up = ((bits & 0x400000) > 0) & (((bits & 0x3FFFFF) > 0) | (exponent > 0))
+    elif round_mode == "down":
+        round_up = jnp.zeros_like(exponent, bool)
+    else:
+        raise ValueError(f"round_mode must be 'up', 'down' or 'nearest', got {round_mode!r}")
+    if saturate:
+        round_up &= exponent != 0xFE
+    exponent = jnp.where(exponent == 0xFF, exponent, exponent + round_up)
+    return lax.bitcast_convert_type(exponent.astype(jnp.uint8), _E8M0)
+
+
 @op("Cast", 1)
-def Cast(x, *, to, saturate=1, round_mode="up"):
-    return _cast(x, to_numpy_dtype(to), saturate)
+def Cast_1(input, *, to):
+    return Cast(input, to=TensorProto.DataType.Value(to.upper()))  # opset 1 names the type as a string
+
+
+@op("Cast", 6)
+def Cast(input, *, to, saturate=1, round_mode="up"):
+    return _cast(input, to_numpy_dtype(to), saturate, round_mode)
 
 
 @op("CastLike", 15)
-def CastLike(x, target_type, *, saturate=1, round_mode="up"):
-    return _cast(x, jnp.result_type(target_type), saturate)
+def CastLike(input, target_type, *, saturate=1, round_mode="up"):
+    return _cast(input, np.dtype(jnp.result_type(target_type)), saturate, round_mode)
+
+
+@op("BitCast", 26)
+def BitCast(input, *, to):
+    x, dtype = jnp.asarray(input), to_numpy_dtype(to)
+    if x.dtype == np.bool_:
+        x = x.astype(np.uint8)  # XLA cannot bitcast predicates: go through their bytes, 0 and 1
+    if dtype == np.bool_:
+        return lax.bitcast_convert_type(x, np.uint8) != 0
+    if jnp.iscomplexobj(x):
+        x = jnp.stack([x.real, x.imag], axis=-1)
+    if dtype.kind == "c":
+        parts = lax.bitcast_convert_type(x, np.dtype(f"f{dtype.itemsize // 2}"))
+        return lax.complex(parts[..., 0], parts[..., 1])
+    return lax.bitcast_convert_type(x, dtype)

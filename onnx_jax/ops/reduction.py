@@ -1,1 +1,135 @@
+"""Reductions: Reduce*, ArgMax/ArgMin, CumSum/CumProd, TopK, Det."""
+
 from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from ..dtypes import is_float
+from ..registry import op
+
+
+def _reduce(fn, data, axes, keepdims: int, noop_with_empty_axes: int):
+    """Apply `fn(x, axes, keepdims)` over `axes` (all of them when none are given) and keep the input dtype."""
+    if axes is None or len(axes) == 0:
+        # Reducing over no axes still applies the op elementwise (ReduceL1 -> Abs), as the reference does.
+        axes = () if noop_with_empty_axes else tuple(range(data.ndim))
+    axes = tuple(int(a) % data.ndim for a in axes)
+    return fn(data, axes, bool(keepdims)).astype(data.dtype)
+
+
+def _lowest(dtype):
+    if dtype == np.bool_:
+        return False
+    return -np.inf if is_float(dtype) else jnp.iinfo(dtype).min
+
+
+def _highest(dtype):
+    if dtype == np.bool_:
+        return True
+    return np.inf if is_float(dtype) else jnp.iinfo(dtype).max
+
+
+def _mean(x, axes, keepdims):
+    if is_float(x.dtype):
+        return jnp.mean(x, axes, keepdims=keepdims)
+    count = math.prod(x.shape[a] for a in axes)
+    return lax.div(jnp.sum(x, axes, dtype=x.dtype, keepdims=keepdims), jnp.asarray(count, x.dtype))  # truncates
+
+
+_REDUCTIONS = {  # name: (fn(x, axes, keepdims), opset where axes became an input)
+    "ReduceSum": (lambda x, a, k: jnp.sum(x, a, dtype=x.dtype, keepdims=k), 13),
+    "ReduceMean": (_mean, 18),
+    "ReduceMax": (lambda x, a, k: jnp.max(x, a, keepdims=k, initial=_lowest(x.dtype)), 18),
+    "ReduceMin": (lambda x, a, k: jnp.min(x, a, keepdims=k, initial=_highest(x.dtype)), 18),
+    "ReduceProd": (lambda x, a, k: jnp.prod(x, a, dtype=x.dtype, keepdims=k), 18),
+    "ReduceL1": (lambda x, a, k: jnp.sum(jnp.abs(x), a, dtype=x.dtype, keepdims=k), 18),
+    "ReduceL2": (lambda x, a, k: jnp.sqrt(jnp.sum(jnp.square(x), a, dtype=x.dtype, keepdims=k)), 18),
+    "ReduceSumSquare": (lambda x, a, k: jnp.sum(jnp.square(x), a, dtype=x.dtype, keepdims=k), 18),
+    "ReduceLogSum": (lambda x, a, k: jnp.log(jnp.sum(x, a, dtype=x.dtype, keepdims=k)), 18),
+    "ReduceLogSumExp": (lambda x, a, k: jax.nn.logsumexp(x, a, keepdims=k), 18),
+}
+
+
+def _register_reduction(name: str, fn, since: int) -> None:
+    """Register the axes-attribute form (opset 1) and the axes-input form (opset `since`) of a reduction."""
+
+    def with_attribute(data, *, axes=None, keepdims=1):
+        return _reduce(fn, jnp.asarray(data), axes, keepdims, noop_with_empty_axes=0)
+
+    def with_input(data, axes=None, *, keepdims=1, noop_with_empty_axes=0):
+        return _reduce(fn, jnp.asarray(data), axes, keepdims, noop_with_empty_axes)
+
+    with_attribute.__name__, with_input.__name__ = f"{name}_1", name
+    op(name, 1)(with_attribute)
+    op(name, since, static=("axes",))(with_input)
+
+
+for _name, (_fn, _since) in _REDUCTIONS.items():
+    _register_reduction(_name, _fn, _since)
+
+
+def _arg(fn, data, axis: int, keepdims: int, select_last_index: int):
+    data = jnp.asarray(data)
+    if select_last_index:
+        data = jnp.flip(data, axis)
+    index = fn(data, axis, keepdims=bool(keepdims))
+    if select_last_index:
+        index = data.shape[axis] - 1 - index
+    return index.astype(jnp.int64)
+
+
+@op("ArgMax", 1)
+def ArgMax(data, *, axis=0, keepdims=1, select_last_index=0):
+    return _arg(jnp.argmax, data, axis, keepdims, select_last_index)
+
+
+@op("ArgMin", 1)
+def ArgMin(data, *, axis=0, keepdims=1, select_last_index=0):
+    return _arg(jnp.argmin, data, axis, keepdims, select_last_index)
+
+
+def _cumulative(fn, x, axis, identity, exclusive: int, reverse: int):
+    x = jnp.asarray(x)
+    axis = int(axis) % x.ndim
+    if exclusive:  # shift by one along the axis, bringing in the identity
+        shift = (-1, 1, 0) if reverse else (1, -1, 0)
+        x = lax.pad(x, jnp.asarray(identity, x.dtype), [shift if d == axis else (0, 0, 0) for d in range(x.ndim)])
+    return fn(x, axis, reverse=bool(reverse))
+
+
+@op("CumSum", 11, static=("axis",))
+def CumSum(x, axis, *, exclusive=0, reverse=0):
+    return _cumulative(lax.cumsum, x, axis, 0, exclusive, reverse)
+
+
+@op("CumProd", 26, static=("axis",))
+def CumProd(x, axis, *, exclusive=0, reverse=0):
+    return _cumulative(lax.cumprod, x, axis, 1, exclusive, reverse)
+
+
+def _top_k(x, k: int, axis: int, largest: int):
+    # A stable sort keeps equal values in index order, treats -0 == 0 and puts every NaN above +inf, like the reference.
+    x = jnp.asarray(x)
+    indices = lax.slice_in_dim(jnp.argsort(x, axis=axis, stable=True, descending=bool(largest)), 0, k, axis=axis)
+    return jnp.take_along_axis(x, indices, axis), indices.astype(jnp.int64)
+
+
+@op("TopK", 1)
+def TopK_1(X, *, axis=-1, k):
+    return _top_k(X, k, axis, largest=1)
+
+
+@op("TopK", 10, static=("K",))
+def TopK(X, K, *, axis=-1, largest=1, sorted=1):
+    return _top_k(X, int(K.item()), axis, largest)
+
+
+@op("Det", 11)
+def Det(X):
+    X = jnp.asarray(X)
+    return jnp.linalg.det(X.astype(jnp.promote_types(X.dtype, jnp.float32))).astype(X.dtype)
