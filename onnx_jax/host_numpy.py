@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from jax import export
 
@@ -72,10 +74,16 @@ FOLDERS: dict[str, Callable[..., Any]] = {
     "Transpose": lambda data, *, perm=None: np.transpose(data, perm),
     "Flatten": lambda data, *, axis=1: np.reshape(data, (int(np.prod(data.shape[:axis])), -1)),
     "Where": lambda c, x, y: np.where(c, np.asarray(x, object), np.asarray(y, object)),
+    "ConstantOfShape": lambda input, *, value=None: jnp.full(
+        dims(input), 0.0 if value is None else value.reshape(()), dtype=np.float32 if value is None else value.dtype
+    ),
     "ReduceProd": lambda data, axes=None, *, keepdims=1, noop_with_empty_axes=0: np.prod(data, keepdims=bool(keepdims)),
 }
 
 
 def fold(op_type: str, args: list, attrs: dict) -> Any:
     """Evaluate an op on object arrays (strings, symbolic dimensions); KeyError when the table lacks it."""
-    return FOLDERS[op_type](*args, **attrs)
+    result = FOLDERS[op_type](*args, **attrs)
+    if isinstance(result, (np.ndarray, jax.Array)):
+        return result
+    return np.asarray(result, dtype=object)  # numpy hands back a bare element for 0-d results

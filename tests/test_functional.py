@@ -96,3 +96,35 @@ def test_global_x64_flag_is_left_alone(mlp):
     fn, params = onnx_jax.to_jax(model)
     jax.jit(fn)(params, np.ones((1, 3), np.float32))
     assert jax.config.jax_enable_x64 == before
+
+
+class AttentionBlock(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(16, 16)
+        self.norm = torch.nn.LayerNorm(16)
+
+    def forward(self, x):
+        b, t, c = x.shape
+        y = self.norm(self.proj(x)).reshape(b, t, 4, 4).transpose(1, 2)
+        a = torch.softmax(y @ y.transpose(-1, -2) / 2.0, -1) @ y
+        return torch.nn.functional.gelu(a.transpose(1, 2).reshape(b, t, c))
+
+
+def test_jax_export_with_symbolic_batch_and_sequence():
+    from jax import export as jax_export
+
+    torch.manual_seed(0)
+    module = AttentionBlock()
+    buffer = io.BytesIO()
+    torch.onnx.export(module, (torch.randn(2, 5, 16),), buffer, opset_version=17, dynamo=False,
+                      do_constant_folding=False, input_names=["x"], dynamic_axes={"x": {0: "b", 1: "t"}})
+    fn, params = onnx_jax.to_jax(buffer.getvalue())
+    b, t = jax_export.symbolic_shape("b, t")
+    exported = jax_export.export(jax.jit(lambda x: fn(params, x)))(jax.ShapeDtypeStruct((b, t, 16), jnp.float32))
+    restored = jax_export.deserialize(exported.serialize())
+    for shape in [(1, 3, 16), (4, 9, 16)]:
+        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        with torch.no_grad():
+            want = module(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(restored.call(x)[0], want, rtol=1e-4, atol=1e-5)

@@ -6,14 +6,16 @@ import math
 
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from ..dtypes import to_numpy_dtype
+from ..host_numpy import dims, shape_value
 from ..registry import op
 
 
 def _ints(values) -> tuple[int, ...]:
-    """A static tensor (or attribute list) as Python ints."""
-    return tuple(int(v) for v in np.reshape(values, -1))
+    """A static tensor (or attribute list) as Python ints (or symbolic dimensions, under jax.export)."""
+    return dims(values)
 
 
 def _axis(axis: int, rank: int) -> int:
@@ -25,17 +27,17 @@ def _axis(axis: int, rank: int) -> int:
 
 @op("Shape", 1, shape_only=True)
 def Shape_1(data):
-    return np.array(jnp.shape(data), dtype=np.int64)
+    return shape_value(jnp.shape(data))
 
 
 @op("Shape", 15, shape_only=True)
 def Shape(data, *, start=0, end=None):
-    return np.array(jnp.shape(data)[start:end], dtype=np.int64)  # slicing clamps like the spec
+    return shape_value(jnp.shape(data)[start:end])  # slicing clamps like the spec
 
 
 @op("Size", 1, shape_only=True)
 def Size(data):
-    return np.array(math.prod(jnp.shape(data)), dtype=np.int64)
+    return shape_value((math.prod(jnp.shape(data)),)).reshape(())
 
 
 def _reshape(data, shape, allowzero: int):
@@ -94,7 +96,7 @@ def Unsqueeze(data, axes):
 
 @op("Expand", 8, static=("shape",))
 def Expand(input, shape):
-    return jnp.broadcast_to(input, np.broadcast_shapes(jnp.shape(input), _ints(shape)))
+    return jnp.broadcast_to(input, lax.broadcast_shapes(jnp.shape(input), _ints(shape)))
 
 
 @op("Tile", 1, static=("tiles", "axis"))
