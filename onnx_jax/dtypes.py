@@ -65,6 +65,8 @@ def is_float(dtype: np.dtype) -> bool:
 
 @contextlib.contextmanager
 def x64() -> Iterator[None]:
-    """Scope JAX's 64-bit mode around onnx_jax's own tracing and execution, leaving the user's config alone."""
-    with jax.enable_x64(True):
+    """Scope ONNX's numerics around onnx_jax's own tracing and execution, leaving the user's config alone:
+    64-bit types exist, and float32 matmuls/convolutions run at full float32 precision (on GPU/TPU JAX's
+    default would use reduced-precision passes)."""
+    with jax.enable_x64(True), jax.default_matmul_precision("highest"):
         yield
