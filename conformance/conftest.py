@@ -66,7 +66,8 @@ def _reason(report) -> str:
         return report.wasxfail
     crash = getattr(report.longrepr, "reprcrash", None)
     text = crash.message if crash else str(report.longrepr)
-    text = text.strip().splitlines()[0] if text.strip() else "failed"
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip() not in ("", "AssertionError:")]
+    text = lines[0] if lines else "failed"
     text = re.sub(r"0x[0-9a-f]+", "0x…", text)
     return text[:160]
 
