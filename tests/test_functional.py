@@ -128,3 +128,87 @@ def test_jax_export_with_symbolic_batch_and_sequence():
         with torch.no_grad():
             want = module(torch.from_numpy(x)).numpy()
         np.testing.assert_allclose(restored.call(x)[0], want, rtol=1e-4, atol=1e-5)
+
+
+class SmallCNN(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 4, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(4)
+        self.head = torch.nn.Linear(4 * 4 * 4, 3)
+        # distinct statistics: torch's exporter merges initializers with equal values (ones, zeros)
+        for buffer in (self.bn.weight, self.bn.bias, self.bn.running_mean, self.bn.running_var):
+            buffer.data = torch.rand(4) + 0.5
+
+    def forward(self, x):
+        y = torch.nn.functional.max_pool2d(torch.relu(self.bn(self.conv(x))), 2)
+        return self.head(torch.flatten(y, 1))
+
+
+class SmallGRU(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gru = torch.nn.GRU(3, 5, batch_first=True)
+        self.head = torch.nn.Linear(5, 2)
+
+    def forward(self, x):
+        out, _ = self.gru(x)
+        return self.head(out[:, -1])
+
+
+MODELS = {  # name -> (module factory, per-example input shape)
+    "mlp": (lambda: torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2)), (3,)),
+    "cnn": (SmallCNN, (2, 8, 8)),
+    "attention": (AttentionBlock, (5, 16)),
+    "gru": (SmallGRU, (4, 3)),
+}
+
+
+def _exported(name):
+    torch.manual_seed(0)
+    factory, shape = MODELS[name]
+    module = factory().eval()
+    return module, shape, export(module, torch.randn(2, *shape))
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_gradients_wrt_inputs_and_every_weight_match_torch(name):
+    module, shape, model = _exported(name)
+    fn, params = onnx_jax.to_jax(model)
+    x = np.random.default_rng(1).standard_normal((3, *shape)).astype(np.float32)
+
+    def loss(params, x):
+        return jnp.sum(jnp.sin(fn(params, x)[0]))
+
+    # Reverse-mode through a loop (the GRU's scan) transposes int64 loop indices after fn has returned,
+    # so the caller scopes x64 around the whole gradient computation (see docs/jax_function.md).
+    with jax.enable_x64(True):
+        grad_params, grad_x = jax.grad(loss, argnums=(0, 1))(params, x)
+    xt = torch.from_numpy(x).requires_grad_(True)
+    module.zero_grad()
+    torch.sin(module(xt)).sum().backward()
+    np.testing.assert_allclose(grad_x, xt.grad.numpy(), rtol=1e-4, atol=1e-5)
+    for key, value in module.named_parameters():  # BatchNorm's running statistics are params here, buffers there
+        np.testing.assert_allclose(grad_params[key], value.grad.numpy(), rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_vmap_jit_and_symbolic_export_match_torch(name):
+    from jax import export as jax_export
+
+    module, shape, model = _exported(name)
+    fn, params = onnx_jax.to_jax(model)
+    xs = np.random.default_rng(2).standard_normal((4, 2, *shape)).astype(np.float32)
+    batched = jax.vmap(lambda x: fn(params, x)[0])(xs)
+    for i in range(len(xs)):
+        np.testing.assert_allclose(batched[i], fn(params, xs[i])[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(jax.jit(fn)(params, xs[0])[0], fn(params, xs[0])[0], rtol=1e-5, atol=1e-6)
+
+    (batch,) = jax_export.symbolic_shape("batch")
+    spec = jax.ShapeDtypeStruct((batch, *shape), jnp.float32)
+    restored = jax_export.deserialize(jax_export.export(jax.jit(lambda x: fn(params, x)))(spec).serialize())
+    for n in (1, 6):
+        x = np.random.default_rng(n).standard_normal((n, *shape)).astype(np.float32)
+        with torch.no_grad():
+            want = module(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(restored.call(x)[0], want, rtol=1e-4, atol=1e-5)
