@@ -36,3 +36,25 @@ def test_adam(data, step):
     ours, ref = run_both(model, inputs)
     # onnx.reference promotes to float64 through the int64 step count; the spec keeps X's type
     assert_close(ours, [r.astype(np.float32) for r in ref], rtol=1e-5, atol=1e-6)
+
+
+def test_gradient_of_the_graph_before_it():
+    from onnx import TensorProto, helper
+
+    import onnx_jax
+
+    nodes = [
+        helper.make_node("Mul", ["a", "b"], ["ab"]),
+        helper.make_node("Add", ["ab", "a"], ["y"]),
+        helper.make_node("Gradient", ["a", "b"], ["da", "db"], domain=TRAINING, xs=["a", "b"], y="y"),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, [3]) for n in "ab"],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [3]) for n in ("y", "da", "db")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(TRAINING, 1)])
+    a, b = np.float32([1, 2, 3]), np.float32([4, 5, 6])
+    y, da, db = onnx_jax.prepare(model).run([a, b])
+    np.testing.assert_allclose(y, a * b + a)
+    np.testing.assert_allclose(da, b + 1)
+    np.testing.assert_allclose(db, a)

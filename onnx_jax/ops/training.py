@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import jax
 import jax.numpy as jnp
 
+from ..graph import ValueInfo
 from ..registry import op
 
 TRAINING = "ai.onnx.preview.training"
@@ -56,3 +60,18 @@ def Adam(R, T, *inputs, alpha=0.9, beta=0.999, epsilon=1e-6, norm_coefficient=0.
         new_v.append(v.astype(x.dtype))
         new_h.append(h.astype(x.dtype))
     return (*new_x, *new_v, *new_h)
+
+
+@op("Gradient", 1, domain=TRAINING, context=True, fold=False)
+def Gradient(*inputs, xs, y, zs=None, ctx):
+    """dy/dx for each x in xs: jax.vjp (with ones) over the nodes before this one, recomputed from xs."""
+    graph = ctx.program.graph
+    before = dataclasses.replace(
+        graph, nodes=graph.nodes[: graph.nodes.index(ctx.node)], outputs=(ValueInfo(y),)
+    )
+
+    def compute_y(*values):
+        return ctx.program.evaluate(before, {**ctx.env, **dict(zip(xs, values))})[0]
+
+    out, pullback = jax.vjp(compute_y, *(jnp.asarray(ctx.env[x]) for x in xs))
+    return pullback(jnp.ones_like(out))
