@@ -268,3 +268,12 @@ def test_operator_table_counts_official_tests(tmp_path):
     markdown = cli._render_ops_markdown(table)
     assert markdown.startswith("# Operators") and "| Add | " in markdown and "| official tests | passing |" in markdown
     assert cli.read_expected_failures(tmp_path / "absent.txt") is None
+
+
+def test_docs_operator_table_is_generated_from_the_registry():
+    """docs/operators.md must be exactly what `onnx-jax ops --markdown` prints (regenerate it when ops change)."""
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "onnx_jax", "ops", "--markdown"], capture_output=True, text=True,
+                          timeout=300, cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (root / "docs" / "operators.md").read_text()
