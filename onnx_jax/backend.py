@@ -66,6 +66,8 @@ class OnnxJaxRep(BackendRep):
     """A prepared model: ops resolved and weights on the device; executables compiled per input signature."""
 
     def __init__(self, program: Program, device: str = "CPU", *, cache_size: int = DEFAULT_CACHE_SIZE):
+        if not isinstance(cache_size, int) or cache_size < 1:
+            raise ValueError(f"cache_size must be an int >= 1 (compiled executables kept), got {cache_size!r}")
         self.program = program
         self.device = jax_device(device)
         self._inputs: tuple[ValueInfo, ...] = program.graph.inputs
@@ -98,7 +100,7 @@ class OnnxJaxRep(BackendRep):
             if segment is None:
                 for value, info in zip(arrays, self._inputs):
                     _check_input(value, info)
-                static = {i.name: a for i, a, s in zip(self._inputs, arrays, self._static) if s}
+                static = {i.name: a.copy() for i, a, s in zip(self._inputs, arrays, self._static) if s}
                 dynamic = {i.name: a for i, a, s in zip(self._inputs, arrays, self._static) if not s}
                 segment = self._cache_put(key, self._compile(0, static, dynamic))
             values = segment.run(self._params, [a for a, static in zip(arrays, self._static) if not static])
@@ -191,6 +193,8 @@ def _to_numpy(value: Any) -> Any:
         return None
     if isinstance(value, list):
         return [_to_numpy(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.copy()  # known while tracing and kept with the executable: callers get their own
     return np.asarray(value)
 
 

@@ -7,6 +7,7 @@ code, so Shape -> Gather -> Concat -> Reshape chains disappear before XLA sees t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -271,12 +272,25 @@ class Program:
         except Exception as e:
             raise NodeExecutionError(node.name, node.op_type, e) from e
         results = result if isinstance(result, tuple) else (result,)
+        for value in results:
+            if _too_large(value):
+                raise NodeExecutionError(
+                    node.name, node.op_type, ValueError(f"output shape {tuple(value.shape)} has 2**62 or more elements")
+                )
         wanted = len(node.outputs)
         if len(results) < wanted and any(node.outputs[len(results):]):
             raise NodeExecutionError(
                 node.name, node.op_type, ValueError(f"produced {len(results)} outputs, the node names {wanted}")
             )
         return results[:wanted]
+
+
+def _too_large(value: Value) -> bool:
+    """An output no device could hold; XLA would abort the process compiling it."""
+    shape = getattr(value, "shape", None)
+    if shape is None or not all(isinstance(d, (int, np.integer)) for d in shape):
+        return False
+    return math.prod(int(d) for d in shape) >= host_numpy.MAX_ELEMENTS
 
 
 def _to_static(result: Value) -> Value:

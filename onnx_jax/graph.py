@@ -175,9 +175,13 @@ def function_graph(function: onnx.FunctionProto, call: Node, opsets: Mapping[str
 
 
 def _graph(proto: onnx.GraphProto, opsets: Mapping[str, int], base_dir: str | None) -> Graph:
-    initializers = {t.name: _tensor(t, base_dir) for t in proto.initializer}
-    for sparse in proto.sparse_initializer:
-        initializers[sparse.values.name] = _sparse_tensor(sparse, base_dir)
+    initializers: dict[str, np.ndarray] = {}
+    named = [(t.name, t, _tensor) for t in proto.initializer]
+    named += [(t.values.name, t, _sparse_tensor) for t in proto.sparse_initializer]
+    for name, tensor, read in named:
+        if name in initializers:
+            raise InvalidModelError(f"graph {proto.name!r}: two initializers are named {name!r}")
+        initializers[name] = read(tensor, base_dir)
     nodes = tuple(_node(n, i, opsets, base_dir) for i, n in enumerate(proto.node))
     listed = {i.name for i in proto.input}
     return Graph(

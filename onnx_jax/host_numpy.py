@@ -10,6 +10,7 @@ values with `dims`. String tensors go through the same table on the host, betwee
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -31,9 +32,20 @@ def shape_value(shape: tuple) -> np.ndarray:
     return np.array(shape, dtype=np.int64)
 
 
+MAX_ELEMENTS = 2**62  # a shape holding more elements makes XLA abort the process while compiling
+
+
 def dims(value: Any) -> tuple:
-    """A static 1-D shape value as a tuple of Python ints and symbolic dimensions."""
+    """A static 1-D value (a shape, axes, bounds) as a tuple of Python ints and symbolic dimensions."""
     return tuple(d if export.is_symbolic_dim(d) else int(d) for d in np.asarray(value).reshape(-1))
+
+
+def check_size(shape: tuple) -> tuple:
+    """`shape`, unless it holds so many elements that XLA would abort compiling it."""
+    concrete = [abs(d) for d in shape if not export.is_symbolic_dim(d)]
+    if concrete and math.prod(concrete) >= MAX_ELEMENTS:
+        raise ValueError(f"shape {shape} has 2**62 or more elements")
+    return shape
 
 
 def _axes(axes: Any) -> tuple[int, ...]:
@@ -75,7 +87,7 @@ FOLDERS: dict[str, Callable[..., Any]] = {
     "Flatten": lambda data, *, axis=1: np.reshape(data, (int(np.prod(data.shape[:axis])), -1)),
     "Where": lambda c, x, y: np.where(c, np.asarray(x, object), np.asarray(y, object)),
     "ConstantOfShape": lambda input, *, value=None: jnp.full(
-        dims(input), 0.0 if value is None else value.reshape(()), dtype=np.float32 if value is None else value.dtype
+        check_size(dims(input)), 0.0 if value is None else value.reshape(()), dtype=np.float32 if value is None else value.dtype
     ),
     "ReduceProd": lambda data, axes=None, *, keepdims=1, noop_with_empty_axes=0: np.prod(data, keepdims=bool(keepdims)),
 }

@@ -9,7 +9,7 @@ import numpy as np
 from jax import lax
 
 from ..dtypes import to_numpy_dtype
-from ..host_numpy import dims, shape_value
+from ..host_numpy import check_size, dims, shape_value
 from ..registry import op
 
 
@@ -96,7 +96,7 @@ def Unsqueeze(data, axes):
 
 @op("Expand", 8, static=("shape",))
 def Expand(input, shape):
-    return jnp.broadcast_to(input, lax.broadcast_shapes(jnp.shape(input), _ints(shape)))
+    return jnp.broadcast_to(input, lax.broadcast_shapes(jnp.shape(input), check_size(_ints(shape))))
 
 
 @op("Tile", 1, static=("tiles", "axis"))
@@ -108,7 +108,9 @@ def Tile_1(input, tiles, axis):
 
 @op("Tile", 6, static=("repeats",))
 def Tile(input, repeats):
-    return jnp.tile(input, _ints(repeats))
+    repeats = _ints(repeats)
+    check_size(tuple(d * r for d, r in zip(jnp.shape(input), repeats)))
+    return jnp.tile(input, repeats)
 
 
 # Joining and splitting
@@ -154,6 +156,18 @@ def Split(input, split=None, *, axis=0, num_outputs=None, ctx):
     return _split(input, split, axis, num_outputs or ctx.num_outputs)
 
 
+def _spec_slice(start: int, end: int, step: int, dim: int) -> slice:
+    """The spec's clamping: negative indices count from the end; a negative step clamps start to
+    [0, dim-1] and end to [-1, dim-1], where -1 means "through index 0"."""
+    if dim == 0:
+        return slice(0, 0)
+    start, end = start + dim if start < 0 else start, end + dim if end < 0 else end
+    if step > 0:
+        return slice(min(max(start, 0), dim), min(max(end, 0), dim), step)
+    start, end = min(max(start, 0), dim - 1), min(max(end, -1), dim - 1)
+    return slice(start, end if end >= 0 else None, step)
+
+
 def _slice(data, starts, ends, axes, steps):
     shape = jnp.shape(data)
     starts, ends = _ints(starts), _ints(ends)
@@ -161,9 +175,7 @@ def _slice(data, starts, ends, axes, steps):
     steps = [1] * len(starts) if steps is None else _ints(steps)
     index = [slice(None)] * len(shape)
     for start, end, axis, step in zip(starts, ends, axes, steps):
-        # slice.indices clamps like the spec; a stop of -1 then means "through index 0".
-        picked = range(*slice(start, end, step).indices(shape[axis]))
-        index[axis] = slice(picked.start, picked.stop if picked.stop >= 0 else None, step) if picked else slice(0, 0)
+        index[axis] = _spec_slice(start, end, step, shape[axis])
     return data[tuple(index)]
 
 
@@ -287,7 +299,7 @@ def Constant(*, value=None, sparse_value=None, value_float=None, value_floats=No
 @op("ConstantOfShape", 9, static=("input",))
 def ConstantOfShape(input, *, value=None):
     value = np.zeros(1, np.float32) if value is None else value
-    return jnp.full(_ints(input), value.reshape(()), dtype=value.dtype)
+    return jnp.full(check_size(_ints(input)), value.reshape(()), dtype=value.dtype)
 
 
 @op("Identity", 1)
