@@ -18,7 +18,7 @@ from . import host_numpy
 from .compiler import HostValue, Program, is_static
 from .dtypes import x64
 from .errors import InvalidInputError
-from .graph import ModelLike, ValueInfo, build_graph, load_model
+from .graph import ModelLike, ValueInfo, read_graph
 from .registry import REGISTRY, Registry
 
 DEFAULT_CACHE_SIZE = 32  # compiled executables kept per prepared model (one per input signature)
@@ -259,8 +259,7 @@ class OnnxJaxBackend(Backend):
         **kwargs: Any,
     ) -> OnnxJaxRep:
         """Load, check and resolve a model once; `checks=True` makes out-of-range indices raise (slower)."""
-        proto, base_dir = load_model(model)
-        program = Program(build_graph(proto, base_dir), registry, checks=checks)
+        program = Program(read_graph(model), registry, checks=checks)
         return OnnxJaxRep(program, device, cache_size=cache_size)
 
     @classmethod

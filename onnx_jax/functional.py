@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from .compiler import Program
 from .dtypes import x64
 from .errors import InvalidInputError
-from .graph import ModelLike, build_graph, load_model
+from .graph import ModelLike, read_graph
 from .registry import REGISTRY, Registry
 
 
@@ -30,8 +30,7 @@ def to_jax(
     `fold_weights=True` turns every weight into a trace-time constant (XLA may fold it), leaving `params` empty.
     Outputs are a tuple in graph-output order.
     """
-    proto, base_dir = load_model(model)
-    program = Program(build_graph(proto, base_dir), registry, fold_weights=fold_weights)
+    program = Program(read_graph(model), registry, fold_weights=fold_weights)
     frozen_names = set(program.params) if freeze is True else set(freeze or ())
     unknown = frozen_names - set(program.params)
     if unknown:

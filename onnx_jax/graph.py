@@ -89,6 +89,17 @@ def load_model(model: ModelLike) -> tuple[onnx.ModelProto, str | None]:
     return proto, os.path.dirname(os.path.abspath(path))
 
 
+def read_graph(model: ModelLike) -> Graph:
+    """load_model then build_graph; errors about a model read from a file name that file."""
+    proto, base_dir = load_model(model)
+    try:
+        return build_graph(proto, base_dir)
+    except InvalidModelError as e:
+        if base_dir is None:
+            raise
+        raise InvalidModelError(f"{os.fspath(model)}: {e}") from e
+
+
 def opset_map(model: onnx.ModelProto) -> dict[str, int]:
     """The model's opset per domain; 'ai.onnx' is spelled ''."""
     opsets = {}
