@@ -9,6 +9,7 @@ from jax import lax
 
 from ..dtypes import is_float, to_numpy_dtype
 from ..registry import op
+from .nn import _padding
 
 # Scales and zero points
 
@@ -150,27 +151,13 @@ def QLinearMatMul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y
     return _requantize(acc, _rows(a_scale) * b_scale / y_scale, y_zero_point)
 
 
-def _conv_padding(auto_pad: str, pads, sizes, kernel, strides, dilations) -> list[tuple[int, int]]:
-    """(low, high) padding per spatial axis, from explicit pads or auto_pad."""
-    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        padding = []
-        for size, k, s, d in zip(sizes, kernel, strides, dilations):
-            total = max(0, (-(-size // s) - 1) * s + (k - 1) * d + 1 - size)
-            small, large = total // 2, total - total // 2
-            padding.append((small, large) if auto_pad == "SAME_UPPER" else (large, small))
-        return padding
-    if auto_pad == "VALID" or not pads:
-        return [(0, 0)] * len(sizes)
-    return list(zip(pads[: len(sizes)], pads[len(sizes) :]))
-
-
 @op("ConvInteger", 10)
 def ConvInteger(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET", dilations=None, group=1,
                 kernel_shape=None, pads=None, strides=None):
     """Conv of the shifted operands; padding is zero after the shift, so it holds x_zero_point before it."""
     n = w.ndim - 2
     strides, dilations = tuple(strides or (1,) * n), tuple(dilations or (1,) * n)
-    padding = _conv_padding(auto_pad, pads, x.shape[2:], w.shape[2:], strides, dilations)
+    padding = _padding(auto_pad, pads, x.shape[2:], w.shape[2:], strides, dilations)
     return lax.conv_general_dilated(
         _shifted(x, x_zero_point), _shifted(w, w_zero_point, (-1,) + (1,) * (w.ndim - 1)), strides, padding,
         rhs_dilation=dilations, feature_group_count=group, preferred_element_type=jnp.int32,
