@@ -24,6 +24,11 @@ SUPPORTED = {
     "lstm-classifier": 1e-4,
     "bidi-lstm-bytes": 1e-4,
     "qlstm-scan": 1e-4,
+    "xgboost-classifier-ml": 1e-4,
+    "xgboost-regressor-ml": 1e-4,
+    "treeensemble-sklearn-ml": 1e-4,
+    "onehot-bikesharing-ml": 1e-4,
+    "tiny-random-gpt2-msft": 1e-4,
 }
 
 

@@ -408,13 +408,3 @@ def test_qlinear_ops_match_onnxruntime(data):
 
 # Real model
 
-
-def test_tiny_random_gpt2_matches_onnxruntime():
-    folder = MODELS / "tiny-random-gpt2-msft"
-    if not folder.exists():
-        pytest.skip(f"{folder} is not available")
-    data = np.load(folder / "io.npz")
-    inputs = {k.removeprefix("input:"): v for k, v in data.items() if k.startswith("input:")}
-    outputs = onnx_jax.prepare(str(folder / "model.onnx")).run(inputs)
-    names = [o.name for o in onnx.load(str(folder / "model.onnx")).graph.output]
-    assert_close(list(outputs), [data[f"output:{n}"] for n in names], 1e-4, 1e-4)

@@ -475,15 +475,3 @@ def run_ort_named(model, x):
 
 # Real models
 
-
-@pytest.mark.parametrize("name", ["xgboost-classifier-ml", "xgboost-regressor-ml", "treeensemble-sklearn-ml",
-                                  "onehot-bikesharing-ml"])
-def test_real_ml_models_match_onnxruntime(name):
-    folder = MODELS / name
-    if not folder.exists():
-        pytest.skip(f"{folder} is not available")
-    data = np.load(folder / "io.npz")
-    inputs = {k.removeprefix("input:"): v for k, v in data.items() if k.startswith("input:")}
-    outputs = onnx_jax.prepare(str(folder / "model.onnx")).run(inputs)
-    names = [o.name for o in onnx.load(str(folder / "model.onnx")).graph.output]
-    assert_close(list(outputs), [data[f"output:{n}"] for n in names], 1e-4, 1e-4)
