@@ -4,10 +4,8 @@ real tiny-random-gpt2-msft model."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
 from hypothesis import Phase, given, settings
@@ -20,7 +18,6 @@ from oracle import assert_close, node_model
 MS = "com.microsoft"
 # Every example compiles a model: shrinking a failure would take many minutes, so these tests report it unshrunk.
 SOME = settings(max_examples=10, phases=[Phase.explicit, Phase.reuse, Phase.generate])
-MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "models"
 
 
 def ms_model(op_type, inputs, n_outputs=1, *, domain=MS, initializers=(), **attrs):

@@ -3,7 +3,6 @@ scikit-learn models converted by skl2onnx, and the real ai.onnx.ml models in sha
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -22,7 +21,6 @@ ML = "ai.onnx.ml"
 # Every example compiles a model: shrinking a failure would take many minutes, so these tests report it unshrunk.
 SOME = settings(max_examples=12, phases=[Phase.explicit, Phase.reuse, Phase.generate])
 FEW = settings(max_examples=4, phases=[Phase.explicit, Phase.reuse, Phase.generate])
-MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "models"
 
 
 def ml_model(op_type, inputs, n_outputs=1, *, opset=3, **attrs):
