@@ -19,6 +19,7 @@ from .compiler import HostValue, Program, is_static
 from .dtypes import x64
 from .errors import InvalidInputError
 from .graph import ModelLike, ValueInfo, read_graph
+from .optimize import optimize as optimize_graph
 from .registry import REGISTRY, Registry
 
 DEFAULT_CACHE_SIZE = 32  # compiled executables kept per prepared model (one per input signature)
@@ -256,10 +257,15 @@ class OnnxJaxBackend(Backend):
         registry: Registry = REGISTRY,
         cache_size: int = DEFAULT_CACHE_SIZE,
         checks: bool = False,
+        optimize: bool = True,
         **kwargs: Any,
     ) -> OnnxJaxRep:
-        """Load, check and resolve a model once; `checks=True` makes out-of-range indices raise (slower)."""
-        program = Program(read_graph(model), registry, checks=checks)
+        """Load, check and resolve a model once; `checks=True` makes out-of-range indices raise (slower).
+
+        `optimize=False` lowers the graph exactly as written, without onnx_jax.optimize's rewrites.
+        """
+        graph = read_graph(model)
+        program = Program(optimize_graph(graph) if optimize else graph, registry, checks=checks)
         return OnnxJaxRep(program, device, cache_size=cache_size)
 
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 
 import jax
@@ -105,6 +106,55 @@ def Conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
     )
     y = y if b is None else y + _channel_vector(b, y.ndim)
     return y.astype(x.dtype)
+
+
+@op("Conv", 1, domain="onnx_jax")
+def ConvChannelsLast(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None,
+                     strides=None):
+    """ONNX Conv on channels-first data with (spatial..., I, O) weights, made by onnx_jax.optimize.
+
+    It computes channels-last, the layout XLA's CPU convolution uses (XLA cancels the transposes between
+    neighbouring convs); a 1x1 convolution without padding is a strided slice and a matmul.
+    """
+    n = w.ndim - 2
+    strides, dilations = _per_axis(strides, n, 1), _per_axis(dilations, n, 1)
+    padding = _padding(auto_pad, pads, x.shape[2:], w.shape[:n], strides, dilations)
+    acc = _acc_dtype(x.dtype)
+    x_last = jnp.moveaxis(x, 1, -1)
+    if group == 1 and all(k == 1 for k in w.shape[:n]) and all(p == (0, 0) for p in padding):
+        x_last = x_last[(slice(None), *(slice(None, None, s) for s in strides))]
+        y = jnp.matmul(x_last, w.reshape(w.shape[n:]), preferred_element_type=acc)
+    elif group == x.shape[1] and w.shape[n] == 1 and math.prod(w.shape[:n]) <= _MAX_DEPTHWISE_TAPS:
+        y = _depthwise(x_last, w, strides, padding, dilations, acc)
+    else:
+        spatial = "DHW"[-n:]
+        y = lax.conv_general_dilated(
+            x_last, w, strides, padding, rhs_dilation=dilations, feature_group_count=group,
+            dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"), preferred_element_type=acc,
+        )
+    y = y if b is None else y + b
+    return jnp.moveaxis(y.astype(x.dtype), -1, 1)
+
+
+_MAX_DEPTHWISE_TAPS = 49  # kernels up to 7x7 as shifted multiply-adds; larger ones go to XLA's convolution
+
+
+def _depthwise(x, w, strides, padding, dilations, acc):
+    """A depthwise convolution (one input channel per group), channels-last, as a sum of shifted products.
+
+    XLA's CPU grouped convolution is several times slower than this fused multiply-add over the kernel taps.
+    """
+    n = w.ndim - 2
+    if (multiplier := w.shape[-1] // x.shape[-1]) > 1:
+        x = jnp.repeat(x, multiplier, axis=-1)
+    x = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), *((lo, hi, 0) for lo, hi in padding), (0, 0, 0)])
+    kernel = w.shape[:n]
+    sizes = [(x.shape[1 + i] - (k - 1) * d - 1) // s + 1 for i, (k, d, s) in enumerate(zip(kernel, dilations, strides))]
+    y = jnp.zeros((x.shape[0], *sizes, x.shape[-1]), acc)
+    for tap in itertools.product(*map(range, kernel)):
+        window = tuple(slice(t * d, t * d + (size - 1) * s + 1, s) for t, d, s, size in zip(tap, dilations, strides, sizes))
+        y = y + x[(slice(None), *window)].astype(acc) * w[tap][0].astype(acc)
+    return y
 
 
 @op("ConvTranspose", 1)

@@ -1,0 +1,118 @@
+"""Graph rewrites done once at prepare: the same results, less work per call (measured in docs/performance.md).
+
+Each rewrite takes a Graph and returns a new one; the user's model and the input Graph are left alone.
+Rewritten nodes keep their names, so errors still point at the user's nodes.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import replace
+
+import numpy as np
+
+from .dtypes import is_float
+from .graph import Graph, Node
+
+INTERNAL_DOMAIN = "onnx_jax"  # ops that only the rewrites below create
+
+
+def optimize(graph: Graph) -> Graph:
+    """The inference rewrites: BatchNormalization folded into the Conv before it, then channels-last conv weights."""
+    return channels_last_convs(fold_batchnorm(graph))
+
+
+def fold_batchnorm(graph: Graph) -> Graph:
+    """Conv followed by inference BatchNormalization, all parameters constant, becomes one Conv."""
+    readers = _readers(graph)
+    inits, taken = dict(graph.initializers), _names(graph)
+    producer = {out: node for node in graph.nodes for out in node.outputs}
+    folded: dict[Node, Node | None] = {}  # old node -> its replacement (None: dropped)
+    for bn in graph.nodes:
+        conv = producer.get(bn.inputs[0]) if bn.inputs else None
+        if not _is_foldable(bn, conv, readers, graph) or conv in folded:
+            continue
+        w, b = inits[conv.inputs[1]], _optional(conv.inputs, 2)
+        scale, bias, mean, var = (inits[n].astype(np.float64) for n in bn.inputs[1:5])
+        factor = scale / np.sqrt(var + bn.attrs.get("epsilon", 1e-5))
+        bias0 = inits[b].astype(np.float64) if b else 0.0
+        weight_name = _fresh(f"{conv.inputs[1]}/bn_folded", taken)
+        inits[weight_name] = (w * factor.reshape((-1,) + (1,) * (w.ndim - 1))).astype(w.dtype)
+        bias_name = _fresh(f"{b or conv.name}/bn_folded_bias", taken)
+        inits[bias_name] = ((bias0 - mean) * factor + bias).astype(w.dtype)
+        folded[conv] = replace(conv, inputs=(conv.inputs[0], weight_name, bias_name), outputs=(bn.outputs[0],))
+        folded[bn] = None
+    if not folded:
+        return graph
+    nodes = tuple(folded.get(node, node) for node in graph.nodes if folded.get(node, node) is not None)
+    return _without_unread(replace(graph, nodes=nodes, initializers=inits))
+
+
+def channels_last_convs(graph: Graph) -> Graph:
+    """Convs with constant float weights read a channels-last copy of them, transposed here once.
+
+    XLA's CPU convolution works channels-last: given ONNX's (O, I, spatial...) weights it transposes them on
+    every call; the internal op takes (spatial..., I, O) weights and turns 1x1 convolutions into matmuls.
+    """
+    inits, taken = dict(graph.initializers), _names(graph)
+    moved: dict[str, str] = {}
+    nodes = []
+    for node in graph.nodes:
+        weight = node.inputs[1] if node.op_type == "Conv" and node.domain == "" and len(node.inputs) > 1 else None
+        if weight not in inits or not is_float(inits[weight].dtype) or not 3 <= inits[weight].ndim <= 5:
+            nodes.append(node)
+            continue
+        if weight not in moved:
+            moved[weight] = _fresh(f"{weight}/channels_last", taken)
+            inits[moved[weight]] = np.ascontiguousarray(np.moveaxis(inits[weight], (0, 1), (-1, -2)))
+        inputs = (node.inputs[0], moved[weight], *node.inputs[2:])
+        nodes.append(replace(node, domain=INTERNAL_DOMAIN, opset=1, inputs=inputs))
+    if not moved:
+        return graph
+    opsets = {**graph.opsets, INTERNAL_DOMAIN: 1}
+    return _without_unread(replace(graph, nodes=tuple(nodes), initializers=inits, opsets=opsets))
+
+
+def _is_foldable(bn: Node, conv: Node | None, readers: collections.Counter, graph: Graph) -> bool:
+    if bn.op_type != "BatchNormalization" or bn.domain != "" or conv is None:
+        return False
+    if conv.op_type != "Conv" or conv.domain != "" or readers[bn.inputs[0]] != 1:
+        return False
+    if len([o for o in bn.outputs if o]) != 1 or bn.attrs.get("training_mode", 0) or bn.attrs.get("spatial", 1) != 1:
+        return False
+    constants = [conv.inputs[1], *bn.inputs[1:5]] + ([b] if (b := _optional(conv.inputs, 2)) else [])
+    inits = graph.initializers
+    return all(n in inits and is_float(inits[n].dtype) for n in constants)
+
+
+def _optional(inputs: tuple[str, ...], index: int) -> str:
+    return inputs[index] if len(inputs) > index else ""
+
+
+def _readers(graph: Graph) -> collections.Counter:
+    """How often each name is read: by nodes (subgraphs included) and as a graph output."""
+    counts = collections.Counter(n for node in graph.walk() for n in node.inputs if n)
+    counts.update(o.name for o in graph.outputs)
+    return counts
+
+
+def _without_unread(graph: Graph) -> Graph:
+    readers = _readers(graph)
+    kept = {n: a for n, a in graph.initializers.items() if readers[n]}
+    return replace(graph, initializers=kept)
+
+
+def _names(graph: Graph) -> set[str]:
+    names = set(graph.initializers) | {i.name for i in graph.inputs}
+    names.update(n for node in graph.walk() for n in (*node.inputs, *node.outputs))
+    return names
+
+
+def _fresh(base: str, taken: set[str]) -> str:
+    """A name no value of the graph has yet (added to `taken`)."""
+    name, i = base, 0
+    while name in taken:
+        i += 1
+        name = f"{base}_{i}"
+    taken.add(name)
+    return name

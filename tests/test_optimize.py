@@ -1,0 +1,95 @@
+"""onnx_jax.optimize: the prepare-time rewrites keep results (against onnx.reference) and leave the model alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from onnx import helper
+from onnx.reference import ReferenceEvaluator
+from test_ops_nn import conv_case
+
+import onnx_jax
+from onnx_jax.graph import read_graph
+from onnx_jax.optimize import INTERNAL_DOMAIN, optimize
+from oracle import arrays, assert_close, node_model
+
+
+def _ops(graph) -> list[tuple[str, str]]:
+    return [(n.domain, n.op_type) for n in graph.nodes]
+
+
+@settings(max_examples=15)
+@given(st.data())
+def test_conv_with_constant_weights(data):
+    x_shape, w_shape, attrs = data.draw(conv_case())
+    if data.draw(st.booleans()):  # depthwise, with a channel multiplier of 1 or 2
+        channels, multiplier = x_shape[1], data.draw(st.integers(1, 2))
+        attrs["group"] = channels
+        w_shape = (channels * multiplier, 1, *w_shape[2:])
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
+    x = data.draw(arrays(dtype, x_shape, low=-2, high=2))
+    weights = {"x1": data.draw(arrays(dtype, w_shape, low=-2, high=2))}
+    if data.draw(st.booleans()):
+        weights["x2"] = data.draw(arrays(dtype, (w_shape[0],)))
+    model = node_model("Conv", [x, *weights.values()], initializers=weights, **attrs)
+    assert _ops(optimize(read_graph(model))) == [(INTERNAL_DOMAIN, "Conv")]
+    ours = onnx_jax.prepare(model).run([x])
+    assert_close(ours, ReferenceEvaluator(model).run(None, {"x0": x}))
+
+
+def _conv_batchnorm_model(rng, with_bias: bool) -> onnx.ModelProto:
+    inits = {
+        "w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+        "scale": rng.uniform(0.5, 2, 4).astype(np.float32),
+        "bias": rng.standard_normal(4).astype(np.float32),
+        "mean": rng.standard_normal(4).astype(np.float32),
+        "var": rng.uniform(0.5, 2, 4).astype(np.float32),
+    }
+    conv_inputs = ["x", "w"]
+    if with_bias:
+        inits["b"] = rng.standard_normal(4).astype(np.float32)
+        conv_inputs.append("b")
+    nodes = [
+        helper.make_node("Conv", conv_inputs, ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c", "scale", "bias", "mean", "var"], ["y"], name="bn", epsilon=1e-3),
+        helper.make_node("Relu", ["y"], ["z"], name="relu"),
+    ]
+    graph = helper.make_graph(
+        nodes, "conv_bn", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 3, 6, 6])],
+        [helper.make_tensor_value_info("z", onnx.TensorProto.FLOAT, None)],
+        initializer=[onnx.numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_batchnorm_folds_into_conv():
+    rng = np.random.default_rng(0)
+    for with_bias in (False, True):
+        model = _conv_batchnorm_model(rng, with_bias)
+        before = model.SerializeToString()
+        graph = optimize(read_graph(model))
+        assert _ops(graph) == [(INTERNAL_DOMAIN, "Conv"), ("", "Relu")]
+        assert graph.nodes[0].name == "conv"  # errors keep naming the user's node
+        assert set(graph.initializers) == {"w/bn_folded/channels_last", "b/bn_folded_bias" if with_bias
+                                           else "conv/bn_folded_bias"}
+        x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+        assert_close(onnx_jax.prepare(model).run([x]), ReferenceEvaluator(model).run(None, {"x": x}), atol=1e-5)
+        assert model.SerializeToString() == before
+
+
+def test_batchnorm_stays_when_the_conv_output_is_read_elsewhere():
+    model = _conv_batchnorm_model(np.random.default_rng(1), False)
+    model.graph.output.append(helper.make_tensor_value_info("c", onnx.TensorProto.FLOAT, None))
+    assert ("", "BatchNormalization") in _ops(optimize(read_graph(model)))
+    x = np.random.default_rng(2).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    assert_close(onnx_jax.prepare(model).run([x]), ReferenceEvaluator(model).run(None, {"x": x}), atol=1e-5)
+
+
+def test_optimize_false_lowers_the_graph_as_written():
+    model = _conv_batchnorm_model(np.random.default_rng(5), True)
+    rep = onnx_jax.prepare(model, optimize=False)
+    assert _ops(rep.program.graph) == [("", "Conv"), ("", "BatchNormalization"), ("", "Relu")]
+    x = np.random.default_rng(6).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    assert_close(rep.run([x]), onnx_jax.prepare(model).run([x]), atol=1e-5)
