@@ -49,13 +49,15 @@ class Segment:
     static: Mapping[str, Any]  # values known while tracing that later segments or the outputs need
     stop: int | None  # index of the host node it stops before; None when it ran to the end
     checked: bool = False  # the executable also returns a checkify error (checked mode)
+    lean: bool = False  # takes the model's inputs and returns exactly its outputs: run() calls it directly
+    needs_x64: bool = True  # takes 64-bit arrays, which JAX only accepts with x64 enabled
 
-    def run(self, params: Any, values: list[Any]) -> dict[str, Any]:
+    def run(self, values: list[Any]) -> dict[str, Any]:
         if not self.host and not self.checked:
-            return {**self.static, **dict(zip(self.outputs, self.executable(params, *values)))}
+            return {**self.static, **dict(zip(self.outputs, self.executable(*values)))}
         traced = [v for n, v in zip(self.inputs, values) if n not in self.host]
         kept = {n: v for n, v in zip(self.inputs, values) if n in self.host}
-        results = self.executable(params, *traced)
+        results = self.executable(*traced)
         if self.checked:
             error, results = results
             if (message := error.get()) is not None:
@@ -73,6 +75,9 @@ class OnnxJaxRep(BackendRep):
         self.device = jax_device(device)
         self._inputs: tuple[ValueInfo, ...] = program.graph.inputs
         self._static = tuple(i.name in program.static_names for i in self._inputs)
+        self._names = program.input_names
+        # inputs that a numpy array passes through unchanged: the lean path of run()
+        self._plain = tuple(i.kind == "tensor" and i.dtype != object for i in self._inputs)
         with x64():
             self._params = jax.device_put(program.params, self.device)
         self._cache: collections.OrderedDict[tuple, Segment] = collections.OrderedDict()
@@ -95,25 +100,39 @@ class OnnxJaxRep(BackendRep):
     def run(self, inputs: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:
         """Outputs in graph-output order for inputs given as a dict by name or a list in graph-input order."""
         arrays = self._arrange(inputs)
-        key = tuple(_signature(a, static) for a, static in zip(arrays, self._static))
+        key = tuple([_signature(a, static) for a, static in zip(arrays, self._static)])
+        segment = self._cache_get(key)
+        if segment is None:
+            segment = self._cache_put(key, self._compile_first(arrays))
+        if segment.lean and not segment.needs_x64:
+            return tuple([np.asarray(r) for r in segment.executable(*arrays)])
+        with jax.enable_x64(True):
+            if segment.lean:
+                return tuple([np.asarray(r) for r in segment.executable(*arrays)])
+            values = segment.run([a for a, static in zip(arrays, self._static) if not static])
+        if segment.stop is not None:
+            values = self._run_breaks(key, segment, values)
+        return tuple(_to_numpy(values[name]) for name in self.output_names)
+
+    def _compile_first(self, arrays: list[Any]) -> Segment:
+        for value, info in zip(arrays, self._inputs):
+            _check_input(value, info)
+        static = {i.name: a.copy() for i, a, s in zip(self._inputs, arrays, self._static) if s}
+        dynamic = {i.name: a for i, a, s in zip(self._inputs, arrays, self._static) if not s}
+        return self._compile(0, static, dynamic)
+
+    def _run_breaks(self, key: tuple, segment: Segment, values: dict[str, Any]) -> dict[str, Any]:
+        """The rest of a run after a graph break: host op, next compiled segment, and so on to the end."""
         with x64():
-            segment = self._cache_get(key)
-            if segment is None:
-                for value, info in zip(arrays, self._inputs):
-                    _check_input(value, info)
-                static = {i.name: a.copy() for i, a, s in zip(self._inputs, arrays, self._static) if s}
-                dynamic = {i.name: a for i, a, s in zip(self._inputs, arrays, self._static) if not s}
-                segment = self._cache_put(key, self._compile(0, static, dynamic))
-            values = segment.run(self._params, [a for a, static in zip(arrays, self._static) if not static])
-            while segment.stop is not None:  # a graph break: a host op, then the next compiled segment
+            while segment.stop is not None:
                 values = self._host_step(segment, values)
                 dynamic = {n: v for n, v in values.items() if n not in segment.static}
                 key = (key, segment.stop, tuple((n, _signature(v, False)) for n, v in dynamic.items()))
                 segment = self._cache_get(key) or self._cache_put(
                     key, self._compile(segment.stop + 1, segment.static, dynamic)
                 )
-                values = segment.run(self._params, list(dynamic.values()))
-        return tuple(_to_numpy(values[name]) for name in self.output_names)
+                values = segment.run(list(dynamic.values()))
+        return values
 
     def _host_step(self, segment: Segment, values: dict[str, Any]) -> dict[str, Any]:
         program = self.program
@@ -127,8 +146,8 @@ class OnnxJaxRep(BackendRep):
         host = frozenset(n for n, v in dynamic.items() if host_numpy.is_object(v))
         traced = {n: v for n, v in dynamic.items() if n not in host}
 
-        def fn(params: dict[str, Any], *values: Any) -> tuple[Any, ...]:
-            env = {**program.constants, **params, **static, **dict(zip(traced, values))}
+        def fn(*values: Any) -> tuple[Any, ...]:  # weights are closed over: JAX passes them without per-call pytrees
+            env = {**program.constants, **self._params, **static, **dict(zip(traced, values))}
             env.update((n, HostValue(n)) for n in host)
             stop = program.evaluate_from(program.graph, env, start)
             live = [n for n in (program.live_names(stop) if stop is not None else program.output_names) if n in env]
@@ -137,14 +156,19 @@ class OnnxJaxRep(BackendRep):
             found["outputs"] = tuple(
                 dict.fromkeys(n for n in live if not is_static(env[n]) and not isinstance(env[n], HostValue))
             )
+            found["tensors"] = all(isinstance(env[n], jax.Array) for n in found["outputs"])  # no sequences or None
             return tuple(env[n] for n in found["outputs"])
 
         if program.checks:
             fn = checkify.checkify(fn, errors=checkify.user_checks)
-        executable = jax.jit(fn).lower(self._params, *traced.values()).compile()
-        return Segment(
-            executable, tuple(dynamic), host, found["outputs"], found["static"], found["stop"], program.checks
-        )
+        with x64():
+            executable = jax.jit(fn).lower(*traced.values()).compile()
+        outputs, stop = found["outputs"], found["stop"]
+        lean = (stop is None and not host and not program.checks and found["tensors"]
+                and tuple(dynamic) == program.input_names and outputs == program.output_names
+                and not any(isinstance(v, list) for v in dynamic.values()))
+        needs_x64 = any(jax.numpy.dtype(v.dtype).itemsize == 8 for v in traced.values() if hasattr(v, "dtype"))
+        return Segment(executable, tuple(dynamic), host, outputs, found["static"], stop, program.checks, lean, needs_x64)
 
     def _cache_get(self, key: tuple) -> Segment | None:
         with self._lock:
@@ -161,6 +185,15 @@ class OnnxJaxRep(BackendRep):
         return segment
 
     def _arrange(self, inputs: Any) -> list[np.ndarray]:
+        if type(inputs) is dict and len(inputs) == len(self._names):
+            try:
+                values = [inputs[n] for n in self._names]
+            except KeyError:
+                pass  # the checks below name what is wrong
+            else:
+                if all(type(v) is np.ndarray for v in values) and all(self._plain):
+                    return values
+                return [_as_array(v, info) for v, info in zip(values, self._inputs)]
         if isinstance(inputs, Mapping):
             unknown = set(inputs) - set(self.input_names)
             if unknown:
