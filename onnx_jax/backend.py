@@ -15,6 +15,7 @@ from jax.experimental import checkify
 from onnx.backend.base import Backend, BackendRep, Device, DeviceType
 
 from . import host_numpy
+from .cache import compilation_cache
 from .compiler import HostValue, Program, is_static
 from .dtypes import x64
 from .errors import InvalidInputError
@@ -52,12 +53,12 @@ class Segment:
     lean: bool = False  # takes the model's inputs and returns exactly its outputs: run() calls it directly
     needs_x64: bool = True  # takes 64-bit arrays, which JAX only accepts with x64 enabled
 
-    def run(self, values: list[Any]) -> dict[str, Any]:
+    def run(self, params: tuple[Any, ...], values: list[Any]) -> dict[str, Any]:
         if not self.host and not self.checked:
-            return {**self.static, **dict(zip(self.outputs, self.executable(*values)))}
+            return {**self.static, **dict(zip(self.outputs, self.executable(params, *values)))}
         traced = [v for n, v in zip(self.inputs, values) if n not in self.host]
         kept = {n: v for n, v in zip(self.inputs, values) if n in self.host}
-        results = self.executable(*traced)
+        results = self.executable(params, *traced)
         if self.checked:
             error, results = results
             if (message := error.get()) is not None:
@@ -79,7 +80,7 @@ class OnnxJaxRep(BackendRep):
         # inputs that a numpy array passes through unchanged: the lean path of run()
         self._plain = tuple(i.kind == "tensor" and i.dtype != object for i in self._inputs)
         with x64():
-            self._params = jax.device_put(program.params, self.device)
+            self._params = tuple(jax.device_put(list(program.params.values()), self.device))
         self._cache: collections.OrderedDict[tuple, Segment] = collections.OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -105,11 +106,11 @@ class OnnxJaxRep(BackendRep):
         if segment is None:
             segment = self._cache_put(key, self._compile_first(arrays))
         if segment.lean and not segment.needs_x64:
-            return tuple([np.asarray(r) for r in segment.executable(*arrays)])
+            return tuple([np.asarray(r) for r in segment.executable(self._params, *arrays)])
         with jax.enable_x64(True):
             if segment.lean:
-                return tuple([np.asarray(r) for r in segment.executable(*arrays)])
-            values = segment.run([a for a, static in zip(arrays, self._static) if not static])
+                return tuple([np.asarray(r) for r in segment.executable(self._params, *arrays)])
+            values = segment.run(self._params, [a for a, static in zip(arrays, self._static) if not static])
         if segment.stop is not None:
             values = self._run_breaks(key, segment, values)
         return tuple(_to_numpy(values[name]) for name in self.output_names)
@@ -131,7 +132,7 @@ class OnnxJaxRep(BackendRep):
                 segment = self._cache_get(key) or self._cache_put(
                     key, self._compile(segment.stop + 1, segment.static, dynamic)
                 )
-                values = segment.run(list(dynamic.values()))
+                values = segment.run(self._params, list(dynamic.values()))
         return values
 
     def _host_step(self, segment: Segment, values: dict[str, Any]) -> dict[str, Any]:
@@ -146,8 +147,8 @@ class OnnxJaxRep(BackendRep):
         host = frozenset(n for n, v in dynamic.items() if host_numpy.is_object(v))
         traced = {n: v for n, v in dynamic.items() if n not in host}
 
-        def fn(*values: Any) -> tuple[Any, ...]:  # weights are closed over: JAX passes them without per-call pytrees
-            env = {**program.constants, **self._params, **static, **dict(zip(traced, values))}
+        def fn(params: tuple[Any, ...], *values: Any) -> tuple[Any, ...]:
+            env = {**program.constants, **dict(zip(program.params, params)), **static, **dict(zip(traced, values))}
             env.update((n, HostValue(n)) for n in host)
             stop = program.evaluate_from(program.graph, env, start)
             live = [n for n in (program.live_names(stop) if stop is not None else program.output_names) if n in env]
@@ -161,8 +162,9 @@ class OnnxJaxRep(BackendRep):
 
         if program.checks:
             fn = checkify.checkify(fn, errors=checkify.user_checks)
-        with x64():
-            executable = jax.jit(fn).lower(*traced.values()).compile()
+        with x64(), compilation_cache():
+            # weights are arguments: closed over, XLA would get them as constants and compile far longer
+            executable = jax.jit(fn).lower(self._params, *traced.values()).compile()
         outputs, stop = found["outputs"], found["stop"]
         lean = (stop is None and not host and not program.checks and found["tensors"]
                 and tuple(dynamic) == program.input_names and outputs == program.output_names

@@ -2,6 +2,10 @@ import os
 
 from hypothesis import HealthCheck, settings
 
+# Tests compile thousands of tiny graphs: keep them out of the user's persistent compilation cache
+# (tests/test_cache.py sets its own in subprocesses).
+os.environ.setdefault("ONNX_JAX_CACHE_DIR", "")
+
 settings.register_profile(
     "ci",
     derandomize=True,

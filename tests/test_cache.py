@@ -1,0 +1,57 @@
+"""The persistent compilation cache: on by default in a user cache dir, redirected or off with ONNX_JAX_CACHE_DIR."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+from onnx import helper
+
+SCRIPT = """
+import sys, numpy as np, onnx_jax
+rep = onnx_jax.prepare(sys.argv[1])
+print(rep.run([np.arange(6, dtype=np.float32).reshape(2, 3)])[0].sum())
+"""
+
+
+def _run(model_path, env_value: str | None, tmp_path) -> str:
+    """Run SCRIPT in a new process, ONNX_JAX_CACHE_DIR set to `env_value` (None: unset), the user cache in tmp_path."""
+    env = {k: v for k, v in os.environ.items() if k != "ONNX_JAX_CACHE_DIR"} | {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    if env_value is not None:
+        env["ONNX_JAX_CACHE_DIR"] = env_value
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(model_path)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def _model(tmp_path):
+    node = helper.make_node("Tanh", ["x"], ["y"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 3])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 3])])
+    path = tmp_path / "tanh.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_cache_dir_is_filled_once_and_reused(tmp_path):
+    path, cache = _model(tmp_path), tmp_path / "cache"
+    first = _run(path, str(cache), tmp_path)
+    entries = sorted(os.listdir(cache))
+    assert entries, "the first process wrote no executable"
+    assert _run(path, str(cache), tmp_path) == first
+    assert sorted(os.listdir(cache)) == entries  # the second process read it, compiled nothing new
+    assert np.isclose(float(first), np.tanh(np.arange(6)).sum(), rtol=1e-6)
+
+
+def test_default_dir_is_the_user_cache_dir(tmp_path):
+    _run(_model(tmp_path), None, tmp_path)
+    assert os.listdir(tmp_path / "xdg" / "onnx_jax" / "xla")
+
+
+def test_empty_value_turns_the_cache_off(tmp_path):
+    _run(_model(tmp_path), "", tmp_path)
+    assert not (tmp_path / "xdg").exists()
