@@ -12,12 +12,13 @@ import jax
 import numpy as np
 import onnx
 from jax.experimental import checkify
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from onnx.backend.base import Backend, BackendRep, Device, DeviceType
 
 from . import host_numpy
 from .cache import compilation_cache
 from .compiler import HostValue, Program, is_static
-from .dtypes import x64
+from .dtypes import check_precision, x64
 from .errors import InvalidInputError
 from .graph import ModelLike, ValueInfo, read_graph
 from .optimize import optimize as optimize_graph
@@ -69,18 +70,29 @@ class Segment:
 class OnnxJaxRep(BackendRep):
     """A prepared model: ops resolved and weights on the device; executables compiled per input signature."""
 
-    def __init__(self, program: Program, device: str = "CPU", *, cache_size: int = DEFAULT_CACHE_SIZE):
+    def __init__(
+        self,
+        program: Program,
+        device: str = "CPU",
+        *,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        precision: str = "highest",
+        devices: Sequence[jax.Device] | None = None,
+    ):
         if not isinstance(cache_size, int) or cache_size < 1:
             raise ValueError(f"cache_size must be an int >= 1 (compiled executables kept), got {cache_size!r}")
         self.program = program
+        self.precision = check_precision(precision)
         self.device = jax_device(device)
+        self.mesh = _batch_mesh(devices)
+        weights_on = self.device if self.mesh is None else NamedSharding(self.mesh, PartitionSpec())
         self._inputs: tuple[ValueInfo, ...] = program.graph.inputs
         self._static = tuple(i.name in program.static_names for i in self._inputs)
         self._names = program.input_names
         # inputs that a numpy array passes through unchanged: the lean path of run()
         self._plain = tuple(i.kind == "tensor" and i.dtype != object for i in self._inputs)
         with x64():
-            self._params = tuple(jax.device_put(list(program.params.values()), self.device))
+            self._params = tuple(jax.device_put(list(program.params.values()), weights_on))
         self._cache: collections.OrderedDict[tuple, Segment] = collections.OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -162,9 +174,10 @@ class OnnxJaxRep(BackendRep):
 
         if program.checks:
             fn = checkify.checkify(fn, errors=checkify.user_checks)
-        with x64(), compilation_cache():
+        shardings = None if self.mesh is None else (None, *(_batch_sharding(self.mesh, v) for v in traced.values()))
+        with x64(self.precision), compilation_cache():
             # weights are arguments: closed over, XLA would get them as constants and compile far longer
-            executable = jax.jit(fn).lower(self._params, *traced.values()).compile()
+            executable = jax.jit(fn, in_shardings=shardings).lower(self._params, *traced.values()).compile()
         outputs, stop = found["outputs"], found["stop"]
         lean = (stop is None and not host and not program.checks and found["tensors"]
                 and tuple(dynamic) == program.input_names and outputs == program.output_names
@@ -213,6 +226,22 @@ class OnnxJaxRep(BackendRep):
                     f"the model takes {len(self._inputs)} input(s) {list(self.input_names)}, got {len(values)}"
                 )
         return [_as_array(v, info) for v, info in zip(values, self._inputs)]
+
+
+def _batch_mesh(devices: Sequence[jax.Device] | None) -> Mesh | None:
+    if devices is None:
+        return None
+    devices = list(devices)
+    if not devices or not all(isinstance(d, jax.Device) for d in devices):
+        raise ValueError(f"devices must be a non-empty list of jax devices (e.g. jax.devices()), got {devices!r}")
+    return Mesh(np.array(devices), ("batch",))
+
+
+def _batch_sharding(mesh: Mesh, value: Any) -> NamedSharding | None:
+    """Inputs split along their first (batch) axis across the mesh; those it does not divide are replicated."""
+    shape = getattr(value, "shape", ())
+    split = len(shape) > 0 and shape[0] % mesh.size == 0
+    return NamedSharding(mesh, PartitionSpec("batch" if split else None))
 
 
 def _signature(value: Any, static: bool) -> Any:
@@ -293,15 +322,20 @@ class OnnxJaxBackend(Backend):
         cache_size: int = DEFAULT_CACHE_SIZE,
         checks: bool = False,
         optimize: bool = True,
+        precision: str = "highest",
+        devices: Sequence[jax.Device] | None = None,
         **kwargs: Any,
     ) -> OnnxJaxRep:
         """Load, check and resolve a model once; `checks=True` makes out-of-range indices raise (slower).
 
         `optimize=False` lowers the graph exactly as written, without onnx_jax.optimize's rewrites.
+        `precision` is JAX's matmul/convolution precision: full float32 ("highest") unless asked for the faster
+        reduced-precision passes of GPUs/TPUs ("default", "tensorfloat32", "bfloat16"); CPUs compute float32 anyway.
+        `devices=jax.devices()` splits each input's first (batch) axis across those devices, weights replicated.
         """
         graph = read_graph(model)
         program = Program(optimize_graph(graph) if optimize else graph, registry, checks=checks)
-        return OnnxJaxRep(program, device, cache_size=cache_size)
+        return OnnxJaxRep(program, device, cache_size=cache_size, precision=precision, devices=devices)
 
     @classmethod
     def run_model(cls, model: ModelLike, inputs: Any, device: str = "CPU", **kwargs: Any) -> tuple[np.ndarray, ...]:

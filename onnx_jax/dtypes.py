@@ -63,10 +63,19 @@ def is_float(dtype: np.dtype) -> bool:
     return jax.dtypes.issubdtype(dtype, np.floating)
 
 
+PRECISIONS = ("highest", "high", "default", "float32", "tensorfloat32", "bfloat16")
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS} (matmul/conv precision on GPU/TPU), got {precision!r}")
+    return precision
+
+
 @contextlib.contextmanager
-def x64() -> Iterator[None]:
+def x64(precision: str = "highest") -> Iterator[None]:
     """Scope ONNX's numerics around onnx_jax's own tracing and execution, leaving the user's config alone:
-    64-bit types exist, and float32 matmuls/convolutions run at full float32 precision (on GPU/TPU JAX's
-    default would use reduced-precision passes)."""
-    with jax.enable_x64(True), jax.default_matmul_precision("highest"):
+    64-bit types exist, and float32 matmuls/convolutions run at full float32 precision by default (on GPU/TPU,
+    JAX's own default, precision="default", uses faster reduced-precision passes)."""
+    with jax.enable_x64(True), jax.default_matmul_precision(precision):
         yield

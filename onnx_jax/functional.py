@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from .compiler import Program
-from .dtypes import x64
+from .dtypes import check_precision, x64
 from .errors import InvalidInputError
 from .graph import ModelLike, read_graph
 from .registry import REGISTRY, Registry
@@ -21,6 +21,7 @@ def to_jax(
     freeze: bool | Iterable[str] = False,
     fold_weights: bool = False,
     registry: Registry = REGISTRY,
+    precision: str = "highest",
 ) -> tuple[Callable[..., tuple[jax.Array, ...]], dict[str, jax.Array]]:
     """A pure function `fn(params, *inputs, **named_inputs)` of the model, and its float weights as `params`.
 
@@ -28,8 +29,10 @@ def to_jax(
     Integer and shape constants stay constants, so `jax.grad` over the whole pytree works.
     `freeze=True` (or a list of names) keeps those weights out of `params` as fixed arrays;
     `fold_weights=True` turns every weight into a trace-time constant (XLA may fold it), leaving `params` empty.
-    Outputs are a tuple in graph-output order.
+    Outputs are a tuple in graph-output order. `precision` is the matmul/convolution precision traced into `fn`
+    (see onnx_jax.prepare): full float32 unless asked otherwise.
     """
+    check_precision(precision)
     program = Program(read_graph(model), registry, fold_weights=fold_weights)
     frozen_names = set(program.params) if freeze is True else set(freeze or ())
     unknown = frozen_names - set(program.params)
@@ -52,7 +55,7 @@ def to_jax(
                 f"inputs must be {list(names)} (positional, or by name); "
                 f"given twice: {sorted(clash)}, missing: {missing}, unknown: {sorted(named.keys() - set(names))}"
             )
-        with x64():
+        with x64(precision):
             return program({**frozen, **params}, {**values, **named})
 
     fn.__doc__ = f"The ONNX graph {program.graph.name!r}: fn(params, {', '.join(names)})."
