@@ -20,7 +20,7 @@ from .cache import compilation_cache
 from .compiler import HostValue, Program, is_static
 from .dtypes import check_precision, x64
 from .errors import InvalidInputError
-from .graph import ModelLike, ValueInfo, read_graph
+from .graph import Graph, ModelLike, ValueInfo, read_graph
 from .optimize import optimize as optimize_graph
 from .registry import REGISTRY, Registry
 
@@ -309,6 +309,13 @@ def _shape_text(shape: tuple) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 
+def prepare_graph(graph: Graph, device: str = "CPU", *, registry: Registry = REGISTRY, checks: bool = False,
+                  optimize: bool = True, **options: Any) -> OnnxJaxRep:
+    """OnnxJaxBackend.prepare for a graph already read (the CLI's path); options as there."""
+    program = Program(optimize_graph(graph) if optimize else graph, registry, checks=checks)
+    return OnnxJaxRep(program, device, **options)
+
+
 class OnnxJaxBackend(Backend):
     """onnx.backend.base.Backend for onnx_jax."""
 
@@ -333,9 +340,8 @@ class OnnxJaxBackend(Backend):
         reduced-precision passes of GPUs/TPUs ("default", "tensorfloat32", "bfloat16"); CPUs compute float32 anyway.
         `devices=jax.devices()` splits each input's first (batch) axis across those devices, weights replicated.
         """
-        graph = read_graph(model)
-        program = Program(optimize_graph(graph) if optimize else graph, registry, checks=checks)
-        return OnnxJaxRep(program, device, cache_size=cache_size, precision=precision, devices=devices)
+        return prepare_graph(read_graph(model), device, registry=registry, cache_size=cache_size, checks=checks,
+                             optimize=optimize, precision=precision, devices=devices)
 
     @classmethod
     def run_model(cls, model: ModelLike, inputs: Any, device: str = "CPU", **kwargs: Any) -> tuple[np.ndarray, ...]:

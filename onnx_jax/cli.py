@@ -161,12 +161,11 @@ def load(path: str, ui: Ui) -> Loaded:
 
 def prepare(loaded: Loaded, device: str, ui: Ui) -> Any:
     """An OnnxJaxRep of the loaded model (ops resolved, weights on the device); compiled on first run."""
-    from .backend import OnnxJaxRep
+    from .backend import prepare_graph
 
     with ui.progress("resolving ops"):
-        program = Program(loaded.graph, REGISTRY)
         try:
-            return OnnxJaxRep(program, device)
+            return prepare_graph(loaded.graph, device, registry=REGISTRY)
         except ValueError as e:  # no such device
             raise CliError(str(e)) from None
 
