@@ -250,6 +250,8 @@ def _signature(value: Any, static: bool) -> Any:
         return None
     if isinstance(value, list):
         return tuple(_signature(v, static) for v in value)
+    if isinstance(value, dict):  # maps (ZipMap's output) only come out of host steps: never compiled against
+        return "map"
     return (value.shape, value.dtype, value.tobytes()) if static else (value.shape, value.dtype)
 
 
@@ -258,6 +260,8 @@ def _to_numpy(value: Any) -> Any:
         return None
     if isinstance(value, list):
         return [_to_numpy(v) for v in value]
+    if isinstance(value, dict):
+        return dict(value)
     if isinstance(value, np.ndarray):
         return value.copy()  # known while tracing and kept with the executable: callers get their own
     return np.asarray(value)

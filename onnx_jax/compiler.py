@@ -64,15 +64,16 @@ class Context:
     def output_used(self, index: int) -> bool:
         return index < len(self.node.outputs) and bool(self.node.outputs[index])
 
-    def run_subgraph(self, graph: Graph, *inputs: Value) -> tuple[Value, ...]:
-        """Evaluate a subgraph on positional inputs; it sees this node's scope by name."""
+    def run_subgraph(self, graph: Graph, *inputs: Value, wanted: Sequence[bool] | None = None) -> tuple[Value, ...]:
+        """Evaluate a subgraph on positional inputs; it sees this node's scope by name. Outputs not `wanted`
+        (a function body's outputs the calling node leaves unnamed, which the body may not even produce) are None."""
         if len(inputs) != len(graph.inputs):
             raise InvalidModelError(
                 f"node {self.node.name!r}: subgraph {graph.name!r} takes {len(graph.inputs)} inputs, got {len(inputs)}"
             )
         scope = {**self.env, **graph.initializers}
         scope.update((info.name, v) for info, v in zip(graph.inputs, inputs))
-        return self.program.evaluate(graph, scope)
+        return self.program.evaluate(graph, scope, wanted)
 
 
 def resolve_ops(graph: Graph, registry: Registry, functions: Mapping = {}) -> dict[Node, OpDef]:
@@ -102,7 +103,10 @@ def resolve_node(node: Node, registry: Registry, functions: Mapping) -> OpDef | 
     def expand(*args: Value, ctx: Context, **attrs: Any) -> tuple[Value, ...]:
         body = local if local is not None else _schema_function(schema, node, args)
         graph = function_graph(body, node, ctx.program.graph.opsets)
-        return ctx.run_subgraph(graph, *args, *[None] * (len(graph.inputs) - len(args)))
+        return ctx.run_subgraph(
+            graph, *args, *[None] * (len(graph.inputs) - len(args)), wanted=[ctx.output_used(i) for i in range(
+                len(graph.outputs))]
+        )
 
     return OpDef(expand, node.domain, node.op_type, node.opset, (), frozenset(), False, False, True)
 
@@ -172,37 +176,92 @@ class Program:
         """The whole graph as a function of (params, inputs by name); pure and traceable."""
         return self.evaluate(self.graph, {**self.constants, **params, **inputs})
 
-    def evaluate(self, graph: Graph, env: dict[str, Value]) -> tuple[Value, ...]:
-        """Run every node of `graph` on `env` (updated in place); the graph's outputs."""
+    def evaluate(
+        self, graph: Graph, env: dict[str, Value], wanted: Sequence[bool] | None = None
+    ) -> tuple[Value, ...]:
+        """Run every node of `graph` on `env` (updated in place); the graph's outputs (None where not `wanted`)."""
         self.evaluate_from(graph, env, 0, breakable=False)
-        return tuple(self._lookup(env, o.name, None) for o in graph.outputs)
+        return tuple(
+            self._lookup(env, o.name, None) if wanted is None or wanted[i] else None
+            for i, o in enumerate(graph.outputs)
+        )
 
     def evaluate_from(self, graph: Graph, env: dict[str, Value], start: int, *, breakable: bool = True) -> int | None:
-        """Run nodes from `start` on; stop before a host op whose inputs are traced and return its index."""
+        """Run nodes from `start` on; stop before a node that must run on the host and return its index.
+
+        A node runs on the host when it is a host op (or makes strings) and some input is traced, when it reads a
+        string value (a run-time one, or a constant one beside a traced input), and when it finds while tracing
+        that its outputs' shapes or structure depend on run-time data (an If whose branches give different structures). A host op with a `host_tail` (a classifier with
+        string labels) runs its numeric part here, compiled, and only the tail on the host."""
         for index in range(start, len(graph.nodes)):
             node = graph.nodes[index]
             args = [self._lookup(env, name, node) for name in node.inputs]
-            if (self._opdef(node).host and not all(is_static(a) for a in args)) or any(
+            opdef = self._opdef(node)
+            tail = opdef.host_tail(node) if opdef.host_tail is not None else None
+            traced = not all(is_static(a) for a in args)
+            if (traced and (self._runs_on_host(node, opdef) or any(host_numpy.holds_strings(a) for a in args))) or any(
                 isinstance(a, HostValue) for a in args
             ):
                 if breakable:
                     return index
-                raise DataDependentShapeError(
-                    node.name, node.op_type,
-                    "its output shape depends on run-time data; that works at the top level of a graph run with "
-                    "onnx_jax.prepare (a graph break), not inside a subgraph or a jax transformation",
-                )
-            self._store(env, node, self._call(node, args, env))
+                raise self._no_host(node)
+            try:
+                results = self._call(node, args, env)
+            except DataDependentShapeError as e:
+                if breakable and e.node == node.name:
+                    return index  # with concrete inputs on the host, the data decides
+                raise
+            if tail is not None:
+                if not all(is_static(r) for r in results):
+                    if not breakable:
+                        raise self._no_host(node)
+                    env.update(zip(_device_names(node), results + (None,) * (len(node.outputs) - len(results))))
+                    return index
+                results = self._run_tail(node, tail, results)
+            self._store(env, node, results)
         return None
 
+    @staticmethod
+    def _no_host(node: Node) -> DataDependentShapeError:
+        return DataDependentShapeError(
+            node.name, node.op_type,
+            "its output shape depends on run-time data or it makes strings; that works at the top level of a graph "
+            "run with onnx_jax.prepare (a graph break), not inside a subgraph or a jax transformation",
+        )
+
     def run_host(self, node: Node, env: dict[str, Value]) -> None:
-        """Run a host op on concrete data (between two compiled segments), storing its outputs in `env`."""
+        """Run a node on concrete data (between two compiled segments), storing its outputs in `env`. A node
+        with a host tail takes the numeric results its segment computed, when there are any."""
+        opdef = self._opdef(node)
+        tail = opdef.host_tail(node) if opdef.host_tail is not None else None
+        computed = _device_names(node)
+        if tail is not None and computed and all(n in env for n in computed):
+            self._store(env, node, self._run_tail(node, tail, tuple(_to_static(env[n]) for n in computed)))
+            return
         args = [_to_static(self._lookup(env, name, node)) for name in node.inputs]
-        self._store(env, node, self._call(node, args, env))
+        results = self._call(node, args, env)
+        self._store(env, node, results if tail is None else self._run_tail(node, tail, _to_static(results)))
+
+    @staticmethod
+    def _run_tail(node: Node, tail: Callable, results: tuple[Value, ...]) -> tuple[Value, ...]:
+        try:
+            out = tail(results)
+        except OnnxJaxError:
+            raise
+        except Exception as e:
+            raise NodeExecutionError(node.name, node.op_type, e) from e
+        return out if isinstance(out, tuple) else (out,)
+
+    @staticmethod
+    def _runs_on_host(node: Node, opdef: OpDef) -> bool:
+        return opdef.runs_on_host(node) or host_numpy.makes_strings(node)
 
     def live_names(self, start: int) -> list[str]:
-        """Names that nodes from `start` on (their subgraphs included) or the graph outputs read."""
+        """Names that nodes from `start` on (their subgraphs included) or the graph outputs read; and the numeric
+        results of node `start` when it is a host tail's."""
         names = dict.fromkeys(o.name for o in self.graph.outputs)
+        if start < len(self.graph.nodes):
+            names.update(dict.fromkeys(_device_names(self.graph.nodes[start])))
         for node in self.graph.nodes[start:]:
             names.update(dict.fromkeys(n for n in node.inputs if n))
             for sub in _subgraphs(node):
@@ -237,7 +296,7 @@ class Program:
     @staticmethod
     def _fold_objects(node: Node, opdef: OpDef, args: list[Value], attrs: dict) -> Value:
         """Strings and symbolic shapes: host ops take them as they are, other ops go through host_numpy."""
-        if opdef.host:
+        if opdef.runs_on_host(node) and not host_numpy.makes_strings(node):
             return opdef.fn(*args, **attrs)
         try:
             return host_numpy.fold(node.op_type, args, attrs)
@@ -260,7 +319,9 @@ class Program:
         if opdef.context:
             kwargs["ctx"] = Context(node, env, self)
         try:
-            if opdef.fold and all(is_static(a) for a in args) and any(host_numpy.is_object(a) for a in args):
+            if opdef.fold and all(is_static(a) for a in args) and (
+                any(host_numpy.is_object(a) for a in args) or host_numpy.makes_strings(node)
+            ):
                 result = self._fold_objects(node, opdef, args, kwargs)
             elif opdef.fold and all(is_static(a) for a in args):
                 with jax.ensure_compile_time_eval():
@@ -285,6 +346,12 @@ class Program:
         return results[:wanted]
 
 
+def _device_names(node: Node) -> list[str]:
+    """Where a host-tail node's numeric results wait, between its compiled segment and its host step."""
+    base = next((name for name in node.outputs if name), None)
+    return [] if base is None else [f"{base}\x00numeric{i}" for i in range(len(node.outputs))]
+
+
 def _too_large(value: Value) -> bool:
     """An output no device could hold; XLA would abort the process compiling it."""
     shape = getattr(value, "shape", None)
@@ -298,7 +365,7 @@ def _to_static(result: Value) -> Value:
         return tuple(_to_static(r) for r in result)
     if isinstance(result, list):
         return [_to_static(r) for r in result]
-    if result is None or isinstance(result, np.ndarray):
+    if result is None or isinstance(result, (np.ndarray, dict)):  # a dict: a map (ZipMap's), on the host
         return result
     return np.asarray(result)
 

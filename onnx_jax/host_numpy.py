@@ -21,8 +21,20 @@ from jax import export
 
 
 def is_object(value: Any) -> bool:
-    """True for numpy object arrays: strings, or shape values holding symbolic dimensions."""
+    """True for what only the host holds: numpy object arrays (strings, or shape values holding symbolic
+    dimensions), maps (dicts) and sequences of maps (ZipMap's output)."""
+    if isinstance(value, dict):
+        return True
+    if isinstance(value, list):
+        return bool(value) and all(isinstance(v, dict) for v in value)
     return isinstance(value, np.ndarray) and value.dtype == object
+
+
+def holds_strings(value: Any) -> bool:
+    """Host-only data that no compiled segment can take: strings and maps (symbolic shape values can be traced)."""
+    if isinstance(value, np.ndarray) and value.dtype == object:
+        return any(isinstance(v, (str, bytes)) for v in value.flat)
+    return is_object(value)
 
 
 def shape_value(shape: tuple) -> np.ndarray:
@@ -67,9 +79,71 @@ def _div(a, b):
                         otypes=[object])(a, b)
 
 
+_STRING = 8  # onnx.TensorProto.STRING
+
+
+def makes_strings(node: Any) -> bool:
+    """A node that turns numbers into strings (Cast to STRING): it runs here, on the host, never in XLA."""
+    if node.op_type != "Cast" or node.domain:
+        return False
+    to = node.attrs.get("to")
+    return to == _STRING or (isinstance(to, str) and to.upper() == "STRING")
+
+
+def _number_text(x: Any) -> str:
+    """A number as onnxruntime writes it: floats of every width with printf's %.8g, NaN and INF spelled that
+    way, booleans as 1 and 0."""
+    if isinstance(x, (bool, np.bool_)):
+        return "1" if x else "0"
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    if np.isnan(x):
+        return "NaN"
+    if np.isinf(x):
+        return "INF" if x > 0 else "-INF"
+    return "%.8g" % float(x)
+
+
+def _parse(text: Any, dtype: np.dtype) -> Any:
+    """A string as a number of `dtype` (strtod's forms: spaces, nan, inf, hexadecimal floats)."""
+    text = text.decode() if isinstance(text, bytes) else str(text)
+    if dtype == np.bool_:
+        return _parse(text, np.dtype(np.float64)) != 0
+    if dtype.kind in "iu":
+        return int(text.strip(), 0) if text.strip().lower().startswith(("0x", "-0x")) else int(text.strip())
+    try:
+        return float(text)
+    except ValueError:
+        return float.fromhex(text.strip())
+
+
+def _cast(x: Any, dtype: np.dtype) -> np.ndarray:
+    """Cast to or from strings (other casts of object arrays, symbolic dimensions, keep the values)."""
+    x = np.asarray(x)
+    if dtype == object:
+        if x.dtype == object:
+            return x
+        return np.array([_number_text(v) for v in x.reshape(-1)], object).reshape(x.shape)
+    if x.dtype == object and x.size and all(isinstance(v, (str, bytes)) for v in x.reshape(-1)):
+        flat = [_parse(v, dtype) for v in x.reshape(-1)]
+        return np.array(flat).astype(dtype).reshape(x.shape)
+    return x
+
+
+def _cast_node(x, *, to, saturate=1, round_mode="up"):
+    from .dtypes import to_numpy_dtype
+
+    if isinstance(to, str):  # opset 1 names the type
+        import onnx
+
+        to = onnx.TensorProto.DataType.Value(to.upper())
+    return _cast(x, np.dtype(object) if to == _STRING else to_numpy_dtype(to))
+
+
 FOLDERS: dict[str, Callable[..., Any]] = {
     "Identity": lambda x: x,
-    "Cast": lambda x, **_: x,
+    "Cast": _cast_node,
+    "CastLike": lambda x, target, **_: _cast(x, np.asarray(target).dtype),
     "Gather": lambda data, indices, *, axis=0: np.take(data, np.asarray(indices, np.int64), axis=axis),
     "Concat": lambda *xs, axis: np.concatenate([np.asarray(x, object) for x in xs], axis=axis),
     "Unsqueeze": lambda data, axes=None, **attrs: np.expand_dims(data, _axes(attrs.get("axes", axes))),
@@ -85,6 +159,8 @@ FOLDERS: dict[str, Callable[..., Any]] = {
     "Equal": lambda a, b: np.equal(np.asarray(a, object), b).astype(bool),
     "Transpose": lambda data, *, perm=None: np.transpose(data, perm),
     "Flatten": lambda data, *, axis=1: np.reshape(data, (int(np.prod(data.shape[:axis])), -1)),
+    "ArrayFeatureExtractor": lambda x, y: (lambda t: t.reshape(1, -1) if np.ndim(x) == 1 else t)(
+        np.take(x, np.asarray(y, np.int64).reshape(-1), axis=-1)),
     "Where": lambda c, x, y: np.where(c, np.asarray(x, object), np.asarray(y, object)),
     "ConstantOfShape": lambda input, *, value=None: jnp.full(
         check_size(dims(input)), 0.0 if value is None else value.reshape(()), dtype=np.float32 if value is None else value.dtype

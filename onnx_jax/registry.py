@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import onnx
+
 from .graph import STANDARD_DOMAINS, get_schema
 
 
@@ -23,8 +25,17 @@ class OpDef:
     shape_only: bool  # output depends only on input shapes (Shape, Size): it is static even for traced inputs
     fold: bool  # evaluate at trace time when every input is static (False for random ops)
     context: bool  # the function takes a keyword-only `ctx` (node name, subgraph runner, ...)
-    host: bool = False  # output shape depends on input values: runs on concrete numpy data, between compiled segments
+    # output shape depends on input values, or the op makes strings: runs on concrete numpy data, between compiled
+    # segments; a callable decides per node (a LabelEncoder with string keys or values)
+    host: bool | Callable[[Any], bool] = False
     static_if: Callable[[Any], tuple[str, ...]] | None = None  # extra static inputs decided per node
+    # per node, a numpy function that the op's (compiled) results go through on the host, or None: a classifier
+    # computes label indices in XLA, and its tail turns them into string labels
+    host_tail: Callable[[Any], Callable[[tuple], tuple] | None] | None = None
+
+    def runs_on_host(self, node: Any) -> bool:
+        """True when `node` runs as a whole on the host once its inputs are traced."""
+        return bool(self.host(node)) if callable(self.host) else self.host
 
     def static_positions(self, node: Any) -> frozenset[int]:
         """Input positions of `node` whose values must be known at trace time."""
@@ -50,7 +61,8 @@ class Registry:
         fold: bool = True,
         context: bool = False,
         static_if: Callable[[Any], tuple[str, ...]] | None = None,
-        host: bool = False,
+        host: bool | Callable[[Any], bool] = False,
+        host_tail: Callable[[Any], Callable[[tuple], tuple] | None] | None = None,
     ) -> Callable[[Callable], Callable]:
         """Decorator registering `fn` as `op_type` from opset `since` on; `static` names inputs that must be static."""
 
@@ -77,6 +89,7 @@ class Registry:
                 context=context,
                 static_if=static_if,
                 host=host,
+                host_tail=host_tail,
             )
             return fn
 
@@ -88,8 +101,10 @@ class Registry:
         if not versions:
             return None
         schema = get_schema(op_type, domain, opset)
-        if schema is None and domain in STANDARD_DOMAINS:
+        if schema is None and domain in STANDARD_DOMAINS and onnx.defs.has(op_type, domain):
             return None  # no such op at this opset
+        # (an op onnx does not define at all, in the default domain, is a runtime's extension: onnxruntime
+        # registers SimplifiedLayerNormalization there)
         since = schema.since_version if schema is not None else opset
         usable = [v for v in versions if v <= since]
         return versions[max(usable)] if usable else None

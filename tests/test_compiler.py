@@ -188,3 +188,52 @@ def test_run_node_backend_api():
     np.testing.assert_array_equal(c, [4, 6])
     assert onnx_jax.supports_device("CPU")
     assert onnx_jax.is_compatible(flatten_model())
+
+
+def test_function_body_outputs_the_node_leaves_unnamed_are_not_required():
+    """SoftmaxCrossEntropyLoss expands from its schema's body; with one output named, that body does not even
+    produce log_prob, and the expansion must not ask for it."""
+    from onnx.reference import ReferenceEvaluator
+
+    rng = np.random.default_rng(0)
+    scores, labels = rng.normal(size=(3, 5, 2)).astype(np.float32), np.int64([[0, 4], [2, 1], [3, 3]])
+    inputs = [helper.make_tensor_value_info("scores", TensorProto.FLOAT, scores.shape),
+              helper.make_tensor_value_info("labels", TensorProto.INT64, labels.shape)]
+    for outputs in (["loss"], ["loss", "log_prob"], ["", "log_prob"]):
+        node = helper.make_node("SoftmaxCrossEntropyLoss", ["scores", "labels"], outputs, reduction="mean")
+        model = make_model([node], inputs, [helper.make_value_info(n, onnx.TypeProto()) for n in outputs if n],
+                           opset=18)
+        ours = onnx_jax.prepare(model).run([scores, labels])
+        expected = ReferenceEvaluator(model).run(None, {"scores": scores, "labels": labels})
+        assert len(ours) == len(expected)
+        for a, b in zip(ours, expected):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_if_whose_branches_differ_in_structure_is_a_graph_break():
+    """An empty optional in one branch and a sequence in the other: the run-time condition decides on the host."""
+    x = numpy_helper.from_array(np.float32([1, 2, 3]))
+    then_branch = helper.make_graph([helper.make_node("Optional", [], ["empty"], type=helper.make_sequence_type_proto(
+        helper.make_tensor_type_proto(TensorProto.FLOAT, None)))], "then", [],
+        [helper.make_value_info("empty", helper.make_optional_type_proto(helper.make_sequence_type_proto(
+            helper.make_tensor_type_proto(TensorProto.FLOAT, None))))])
+    else_branch = helper.make_graph([
+        helper.make_node("Constant", [], ["x"], value=x),
+        helper.make_node("Mul", ["x", "k"], ["kx"]),
+        helper.make_node("SequenceConstruct", ["kx"], ["seq"]),
+        helper.make_node("Optional", ["seq"], ["opt"]),
+    ], "else", [], [helper.make_value_info("opt", helper.make_optional_type_proto(helper.make_sequence_type_proto(
+        helper.make_tensor_type_proto(TensorProto.FLOAT, None))))])
+    node = helper.make_node("If", ["cond"], ["out"], then_branch=then_branch, else_branch=else_branch)
+    model = make_model([node], [helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+                                helper.make_tensor_value_info("k", TensorProto.FLOAT, [])],
+                       [helper.make_value_info("out", helper.make_optional_type_proto(helper.make_sequence_type_proto(
+                           helper.make_tensor_type_proto(TensorProto.FLOAT, None))))], opset=18)
+    rep = onnx_jax.prepare(model)
+    assert rep.run([np.array(True), np.float32(2)])[0] is None
+    (out,) = rep.run([np.array(False), np.float32(2)])
+    assert isinstance(out, list) and len(out) == 1
+    np.testing.assert_array_equal(out[0], np.float32([2, 4, 6]))
+    fn, params = onnx_jax.to_jax(model)
+    with pytest.raises(onnx_jax.DataDependentShapeError, match="If"):
+        jax.jit(fn)(params, np.array(False), np.float32(2))

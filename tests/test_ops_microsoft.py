@@ -112,8 +112,6 @@ def test_skip_layer_normalizations_match_onnxruntime(data):
           **tol)
 
 
-@pytest.mark.xfail(strict=True, reason="core: Registry.resolve finds no op of the default domain without an ONNX "
-                                       "schema, and onnxruntime registers SimplifiedLayerNormalization there")
 def test_simplified_layer_normalization_in_the_default_domain():
     x, scale = np.random.default_rng(0).normal(size=(2, 3, 8)).astype(np.float32), np.float32(np.arange(8))
     model = ms_model("SimplifiedLayerNormalization", [x, scale], 2, domain="", epsilon=1e-5)

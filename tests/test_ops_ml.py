@@ -414,10 +414,160 @@ def test_label_encoder_tensor_attributes():
                     default_tensor=helper.make_tensor("d", onnx.TensorProto.FLOAT, (1,), [-1.0]))
 
 
-def test_string_variants_are_reported_as_unsupported():
-    model = ml_model("LabelEncoder", [np.int64([1])], opset=2, keys_int64s=[1], values_strings=["a"])
-    with pytest.raises(NodeExecutionError, match="LabelEncoder: string values_strings are not supported"):
-        onnx_jax.prepare(model).run([np.int64([1])])
+# Strings: ops reading or making strings run on the host; classifiers compute label indices compiled
+
+
+def string_model(op_type, x, out_type, *, opset=3, **attrs):
+    """A one-node ai.onnx.ml model with a declared input (strings need their type) and output."""
+    from onnx_jax.dtypes import to_onnx_dtype
+
+    node = helper.make_node(op_type, ["x0"], ["y0"], domain=ML, **attrs)
+    graph = helper.make_graph([node], op_type.lower(), [helper.make_tensor_value_info("x0", to_onnx_dtype(x.dtype),
+                                                                                      x.shape)],
+                              [helper.make_tensor_value_info("y0", out_type, None)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid(ML, opset), helper.make_opsetid("", 17)])
+
+
+WORDS = np.array(["cat", "dog", "emu", "", "dog"], object)
+STRING, INT64, FLOAT = onnx.TensorProto.STRING, onnx.TensorProto.INT64, onnx.TensorProto.FLOAT
+
+
+@pytest.mark.parametrize("opset", [2, 4])
+def test_label_encoder_strings_match_onnxruntime(opset):
+    words = dict(keys_strings=["dog", "cat", "dog"], values_int64s=[7, 8, 9], default_int64=-3)
+    if opset == 4:
+        words = dict(keys_strings=["dog", "cat"], values_int64s=[7, 8], default_int64=-3)
+    cases = [
+        (WORDS, INT64, words),
+        (np.int64([[1, 5], [2, 1]]), STRING, dict(keys_int64s=[1, 2], values_strings=["one", "two"],
+                                                    default_string="?")),
+        (np.float32([0.5, 2.0, 7.0]), STRING, dict(keys_floats=[0.5, 2.0], values_strings=["half", "two"])),
+        (WORDS.reshape(1, 5), STRING, dict(keys_strings=["cat", "emu"], values_strings=["CAT", "EMU"])),
+    ]
+    for x, out, attrs in cases:
+        model = string_model("LabelEncoder", x, out, opset=opset, **attrs)
+        assert_close(run_ours(model, [x]), run_ort(model, [x]))
+
+
+def test_label_encoder_string_tensor_attributes_match_onnxruntime():
+    keys = helper.make_tensor("k", STRING, (3,), [b"cat", b"dog", b"emu"])
+    model = string_model("LabelEncoder", WORDS, INT64, opset=4, keys_tensor=keys,
+                         values_tensor=helper.make_tensor("v", INT64, (3,), [10, 20, 30]),
+                         default_tensor=helper.make_tensor("d", INT64, (1,), [-7]))
+    assert_close(run_ours(model, [WORDS]), run_ort(model, [WORDS]))
+    x = np.int64([30, 10, 5])
+    model = string_model("LabelEncoder", x, STRING, opset=4, keys_tensor=helper.make_tensor("k", INT64, (2,), [10, 30]),
+                         values_tensor=helper.make_tensor("v", STRING, (2,), [b"ten", b"thirty"]),
+                         default_tensor=helper.make_tensor("d", STRING, (1,), [b"none"]))
+    assert_close(run_ours(model, [x]), run_ort(model, [x]))
+
+
+def test_label_encoder_1_and_category_mapper_match_onnxruntime():
+    for op_type, opset, names in [("LabelEncoder", 1, dict(classes_strings=["emu", "cat", "dog"])),
+                                  ("CategoryMapper", 3, dict(cats_strings=["emu", "cat", "dog"],
+                                                              cats_int64s=[5, 6, 7]))]:
+        model = string_model(op_type, WORDS, INT64, opset=opset, default_int64=-9, **names)
+        assert_close(run_ours(model, [WORDS]), run_ort(model, [WORDS]))
+        x = np.int64([[0, 5, 7], [2, 1, -1]])
+        model = string_model(op_type, x, STRING, opset=opset, default_string="nope", **names)
+        assert_close(run_ours(model, [x]), run_ort(model, [x]))
+
+
+def test_one_hot_encoder_strings_match_onnxruntime():
+    x = WORDS.reshape(1, 5)
+    model = string_model("OneHotEncoder", x, FLOAT, cats_strings=["dog", "emu", "yak"], zeros=1)
+    assert_close(run_ours(model, [x]), run_ort(model, [x]))
+
+
+def test_classifiers_with_string_labels_match_onnxruntime():
+    """The scores are compiled, the labels come from a host step after them."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 3)).astype(np.float32)
+    labels = ["cat", "dog", "emu"]
+    cases = [
+        ("LinearClassifier", dict(coefficients=list(rng.normal(size=9)), intercepts=[0.1, -0.2, 0.3],
+                                  post_transform="SOFTMAX")),
+        ("LinearClassifier", dict(classlabels_strings=labels[:2], coefficients=[1.0, -1.0, 0.5], intercepts=[0.2],
+                                  post_transform="LOGISTIC")),
+        ("SVMClassifier", dict(coefficients=list(rng.normal(size=9)), rho=[0.1], kernel_type="LINEAR",
+                               kernel_params=[0.1, 0.0, 3.0])),
+        ("TreeEnsembleClassifier", dict(
+            nodes_treeids=[0, 0, 0], nodes_nodeids=[0, 1, 2], nodes_featureids=[0, 0, 0],
+            nodes_modes=["BRANCH_LEQ", "LEAF", "LEAF"], nodes_values=[0.0, 0, 0], nodes_truenodeids=[1, 0, 0],
+            nodes_falsenodeids=[2, 0, 0], class_treeids=[0, 0, 0, 0], class_nodeids=[1, 1, 2, 2],
+            class_ids=[0, 1, 1, 2], class_weights=[0.7, 0.3, 0.4, 0.6])),
+    ]
+    for op_type, attrs in cases:
+        attrs.setdefault("classlabels_strings", labels)
+        node = helper.make_node(op_type, ["x0"], ["label", "scores"], domain=ML, **attrs)
+        graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x0", FLOAT, x.shape)],
+                                  [helper.make_tensor_value_info("label", STRING, None),
+                                   helper.make_tensor_value_info("scores", FLOAT, None)])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid(ML, 3), helper.make_opsetid("", 17)])
+        rep = onnx_jax.prepare(model)
+        ours = list(rep.run([x]))
+        assert_close(ours, run_ort(model, [x]), 1e-5, 1e-5)
+        assert rep.program.plan[rep.program.graph.nodes[0]].host_tail is not None
+
+
+def test_string_label_classifier_folds_when_its_input_is_constant():
+    model = string_model("LinearClassifier", np.float32([[1.0]]), STRING, classlabels_strings=["no", "yes"],
+                         coefficients=[2.0], intercepts=[-1.0])
+    constant = helper.make_node("Constant", [], ["x0"], value=onnx.numpy_helper.from_array(np.float32([[0.0], [3.0]])))
+    model.graph.node.insert(0, constant)
+    del model.graph.input[:]
+    assert run_ours(model, [])[0].tolist() == ["no", "yes"]
+
+
+def test_zip_map_matches_onnxruntime():
+    """ZipMap runs on the host; its output is a list of dicts, as onnxruntime returns."""
+    from onnx_jax.ops.ml import ZipMap
+
+    x = np.random.default_rng(1).random((4, 3)).astype(np.float32)
+    for attrs in (dict(classlabels_strings=["a", "b", "c"]), dict(classlabels_int64s=[3, 1, 2])):
+        key = STRING if "classlabels_strings" in attrs else INT64
+        node = helper.make_node("ZipMap", ["x0"], ["y0"], domain=ML, **attrs)
+        out = helper.make_value_info("y0", helper.make_sequence_type_proto(
+            helper.make_map_type_proto(key, helper.make_tensor_type_proto(FLOAT, None))))
+        graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x0", FLOAT, x.shape)], [out])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid(ML, 1), helper.make_opsetid("", 17)])
+        expected = run_ort(model, [x])[0]
+        ours = ZipMap(x, **attrs)
+        assert isinstance(ours, list) and [sorted(m) for m in ours] == [sorted(m) for m in expected]
+        for a, b in zip(ours, expected):  # a map: onnxruntime sorts its keys, the values are what matter
+            np.testing.assert_allclose([a[k] for k in b], list(b.values()), rtol=1e-6)
+
+
+def zip_map_model():
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.random.default_rng(2).normal(size=(30, 2)).astype(np.float32)
+    y = np.array(["no", "yes"])[(x[:, 0] > 0).astype(int)]
+    return to_onnx(LogisticRegression().fit(x, y), x[:1], target_opset={"": 17, ML: 3}), x
+
+
+def test_zip_map_output_comes_back_as_a_list_of_dicts():
+    pytest.importorskip("skl2onnx")
+    model, x = zip_map_model()
+    ours, expected = onnx_jax.prepare(model).run([x]), run_ort_named(model, x)
+    assert ours[0].tolist() == expected[0].tolist()
+    assert isinstance(ours[1], list) and len(ours[1]) == len(expected[1])
+    for a, b in zip(ours[1], expected[1]):
+        assert sorted(a) == sorted(b)
+        np.testing.assert_allclose([a[k] for k in b], list(b.values()), rtol=1e-5, atol=1e-6)
+
+
+def test_dict_vectorizer_matches_onnxruntime():
+    for key, vocabulary, value in [(STRING, dict(string_vocabulary=["a", "b", "c"]), {"a": 1.5, "c": -2.0, "z": 3.0}),
+                                   (INT64, dict(int64_vocabulary=[4, 2]), {2: 0.25, 9: 1.0})]:
+        node = helper.make_node("DictVectorizer", ["x0"], ["y0"], domain=ML, **vocabulary)
+        map_type = helper.make_map_type_proto(key, helper.make_tensor_type_proto(FLOAT, None))
+        graph = helper.make_graph([node], "g", [helper.make_value_info("x0", map_type)],
+                                  [helper.make_tensor_value_info("y0", FLOAT, None)])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid(ML, 1), helper.make_opsetid("", 17)])
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        assert_close(run_ours(model, {"x0": value}), session.run(None, {"x0": value}))
 
 
 # scikit-learn models through skl2onnx

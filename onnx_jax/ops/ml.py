@@ -1,8 +1,11 @@
 """ai.onnx.ml ops on numbers: tree ensembles, linear and SVM models, and the feature transformers.
 
 Results follow onnxruntime, the runtime these models are exported for, including its choices where the spec is
-vague (binary classifiers, a single target's post transform, the approximate PROBIT). String labels, keys and
-categories need host-side string tensors, which are not supported yet.
+vague (binary classifiers, a single target's post transform, the approximate PROBIT).
+
+Strings never enter XLA. A classifier with string labels computes label *indices* compiled, and a host tail turns
+them into strings (see registry's `host_tail`). Ops that read or make strings (LabelEncoder and OneHotEncoder
+with string keys, values or categories, CategoryMapper, ZipMap, DictVectorizer) run on the host with numpy.
 """
 
 from __future__ import annotations
@@ -66,10 +69,58 @@ def _pick(*candidates):
     return next((np.asarray(c) for c in candidates if c is not None), None)
 
 
-def _no_strings(node: str, **attrs):
-    given = [name for name, value in attrs.items() if value is not None]
-    if given:
-        raise NotImplementedError(f"{node}: string {', '.join(given)} are not supported yet (numeric only)")
+# Strings
+
+
+def _string_labels(node):
+    """A classifier's host tail: label indices (its first output, computed compiled) become its string labels."""
+    labels = node.attrs.get("classlabels_strings")
+    if labels is None:
+        return None
+    table = np.array(list(labels), object)
+
+    def to_strings(results: tuple) -> tuple:
+        return (table[np.asarray(results[0], np.int64)], *results[1:])
+
+    return to_strings
+
+
+def _class_labels(ints, strings) -> np.ndarray:
+    """The int64 labels a classifier computes: its int labels, or the indices of its string labels."""
+    if strings is not None:
+        return np.arange(len(strings), dtype=np.int64)
+    return np.asarray(ints if ints is not None else (), np.int64)
+
+
+def _is_text(values) -> bool:
+    return values is not None and (np.asarray(values).dtype.kind in "OSU" or (
+        isinstance(values, tuple) and any(isinstance(v, (str, bytes)) for v in values)))
+
+
+def _text_array(values) -> np.ndarray:
+    return np.array([v.decode() if isinstance(v, bytes) else v for v in np.asarray(values, object).reshape(-1)],
+                    object)
+
+
+def _lookup(X, keys: np.ndarray, values: np.ndarray, default) -> np.ndarray:
+    """numpy: each element of X equal to a key becomes that key's value (the first listed wins), else `default`;
+    a NaN key matches NaN."""
+    X = np.asarray(X)
+    table, nan_value = {}, None
+    for k, v in zip(keys.tolist(), values.tolist()):
+        if isinstance(k, float) and math.isnan(k):
+            nan_value = v if nan_value is None else nan_value
+        else:
+            table.setdefault(k.decode() if isinstance(k, bytes) else k, v)
+    out_dtype = object if values.dtype == object else values.dtype
+
+    def one(x):
+        if isinstance(x, float) and math.isnan(x):
+            return default if nan_value is None else nan_value
+        return table.get(x.decode() if isinstance(x, bytes) else x, default)
+
+    flat = [one(x) for x in X.reshape(-1).tolist()]
+    return np.array(flat, out_dtype).reshape(X.shape) if flat else np.empty(X.shape, out_dtype)
 
 
 # Tree ensembles
@@ -258,7 +309,7 @@ def TreeEnsembleRegressor(X, *, aggregate_function="SUM", base_values=None, base
     return _transform(scores, post_transform).astype(jnp.float32)
 
 
-@op("TreeEnsembleClassifier", 1, domain="ai.onnx.ml")
+@op("TreeEnsembleClassifier", 1, domain="ai.onnx.ml", host_tail=_string_labels)
 def TreeEnsembleClassifier(X, *, base_values=None, base_values_as_tensor=None, class_ids=None, class_nodeids=None,
                            class_treeids=None, class_weights=None, class_weights_as_tensor=None,
                            classlabels_int64s=None, classlabels_strings=None, nodes_falsenodeids=None,
@@ -266,9 +317,8 @@ def TreeEnsembleClassifier(X, *, base_values=None, base_values_as_tensor=None, c
                            nodes_missing_value_tracks_true=None, nodes_modes=None, nodes_nodeids=None,
                            nodes_treeids=None, nodes_truenodeids=None, nodes_values=None,
                            nodes_values_as_tensor=None, post_transform="NONE"):
-    """Returns (int64 labels [rows], float32 scores [rows, classes])."""
-    _no_strings("TreeEnsembleClassifier", classlabels_strings=classlabels_strings)
-    labels = np.asarray(classlabels_int64s, np.int64)
+    """Returns (labels [rows], float32 scores [rows, classes]); string labels as their indices (see the tail)."""
+    labels = _class_labels(classlabels_int64s, classlabels_strings)
     weights = _pick(class_weights_as_tensor, class_weights)
     forest_args = dict(
         treeids=nodes_treeids, nodeids=nodes_nodeids, featureids=nodes_featureids, modes=nodes_modes,
@@ -295,6 +345,9 @@ def _binary_tree_classifier(scores, scored, base, labels, post_transform, binary
         base = base.astype(scores.dtype)
         s1, s0 = jnp.where(has1, base[1] + s0, s1 + base[1]), jnp.where(has1, -(base[1] + s0), s0 + base[0])
         two_columns = jnp.ones_like(has1)
+    elif base is not None and len(base) == 1:  # onnxruntime adds the one base value to the first class's score
+        s0, has0 = s0 + base.astype(scores.dtype)[0], jnp.ones_like(has0)
+        two_columns = has1
     else:
         two_columns = has1
     decisive = jnp.where(has1, s1, jnp.where(has0, s0, 0))
@@ -374,18 +427,17 @@ def LinearRegressor(X, *, coefficients=None, intercepts=None, post_transform="NO
     return _transform(y, post_transform)
 
 
-@op("LinearClassifier", 1, domain="ai.onnx.ml")
+@op("LinearClassifier", 1, domain="ai.onnx.ml", host_tail=_string_labels)
 def LinearClassifier(X, *, classlabels_ints=None, classlabels_strings=None, coefficients, intercepts=None,
                      multi_class=0, post_transform="NONE"):
     """Returns (int64 labels [rows], float32 scores [rows, classes]); with one row of coefficients (two labels)
-    the score s becomes the columns (1 - s, s)."""
-    _no_strings("LinearClassifier", classlabels_strings=classlabels_strings)
+    the score s becomes the columns (1 - s, s). String labels as their indices (see the tail)."""
     x = _rows(X, jnp.float32)
     classes = len(intercepts) if intercepts is not None else len(coefficients) // x.shape[1]
     scores = x @ jnp.asarray(np.reshape(np.asarray(coefficients, np.float32), (classes, -1)).T)
     if intercepts is not None:
         scores = scores + np.asarray(intercepts, np.float32)
-    labels = np.asarray(classlabels_ints if classlabels_ints is not None else (), np.int64)
+    labels = _class_labels(classlabels_ints, classlabels_strings)
     if classes > 1:
         return jnp.asarray(labels)[jnp.argmax(scores, axis=1)], _transform(scores, post_transform)
     label = jnp.where(scores[:, 0] > 0, labels[1], labels[0])
@@ -422,15 +474,15 @@ def SVMRegressor(X, *, coefficients=None, kernel_params=None, kernel_type="LINEA
     return jnp.where(y > 0, 1.0, -1.0).astype(jnp.float32) if one_class else y.astype(jnp.float32)
 
 
-@op("SVMClassifier", 1, domain="ai.onnx.ml")
+@op("SVMClassifier", 1, domain="ai.onnx.ml", host_tail=_string_labels)
 def SVMClassifier(X, *, classlabels_ints=None, classlabels_strings=None, coefficients=None, kernel_params=None,
                   kernel_type="LINEAR", post_transform="NONE", prob_a=None, prob_b=None, rho=None,
                   support_vectors=None, vectors_per_class=None):
     """Returns (int64 labels, float32 scores): one-vs-one decision values (two columns for two classes), or
-    class probabilities when prob_a/prob_b are given, or one score per class for a linear SVM."""
-    _no_strings("SVMClassifier", classlabels_strings=classlabels_strings)
+    class probabilities when prob_a/prob_b are given, or one score per class for a linear SVM. String labels as
+    their indices (see the tail)."""
     x = _rows(X, jnp.float32)
-    labels = np.asarray(classlabels_ints, np.int64)
+    labels = _class_labels(classlabels_ints, classlabels_strings)
     coefficients = np.asarray(coefficients, np.float32)
     if not vectors_per_class or not sum(vectors_per_class):
         return _linear_svm(x, labels, coefficients, rho, prob_a, post_transform)
@@ -549,11 +601,22 @@ def Imputer(X, *, imputed_value_floats=None, imputed_value_int64s=None, replaced
     return jnp.where(hit, per_feature, X)
 
 
-@op("OneHotEncoder", 1, domain="ai.onnx.ml")
+@op("OneHotEncoder", 1, domain="ai.onnx.ml", host=lambda node: node.attrs.get("cats_strings") is not None)
 def OneHotEncoder(X, *, cats_int64s=None, cats_strings=None, zeros=1):
     """Float32 one-hot of X's (truncated to int64) category, on a new last axis; unknown categories are all
-    zeros (zeros=0 asks for an error instead, which a compiled graph cannot raise)."""
-    _no_strings("OneHotEncoder", cats_strings=cats_strings)
+    zeros (zeros=0 asks for an error instead, which a compiled graph cannot raise). String categories run on the
+    host, where zeros=0 does raise."""
+    if cats_strings is not None:
+        cats = list(_text_array(cats_strings))
+        words = _text_array(X) if np.size(X) else np.empty(0, object)
+        index = {c: i for i, c in reversed(list(enumerate(cats)))}  # a repeated category keeps its first slot
+        out = np.zeros((len(words), len(cats)), np.float32)
+        for row, word in enumerate(words):
+            if word in index:
+                out[row, index[word]] = 1
+            elif not zeros:
+                raise ValueError(f"OneHotEncoder: {word!r} is not among the categories and zeros=0")
+        return out.reshape(np.shape(X) + (len(cats),))
     cats = np.asarray(cats_int64s, np.int64)
     last = np.array([c not in cats[i + 1:] for i, c in enumerate(cats)])  # a repeated category keeps its last slot
     return ((X.astype(jnp.int64)[..., None] == cats) & last).astype(jnp.float32)
@@ -577,32 +640,114 @@ def FeatureVectorizer(*inputs, inputdimensions=None):
     return jnp.concatenate(parts, axis=1)
 
 
-@op("LabelEncoder", 2, domain="ai.onnx.ml")
+def _label_encoder_strings(node) -> bool:
+    """A LabelEncoder reading or making strings runs on the host."""
+    return any(_is_text(node.attrs.get(name)) for name in ("keys_strings", "values_strings", "keys_tensor",
+                                                              "values_tensor"))
+
+
+@op("LabelEncoder", 1, domain="ai.onnx.ml", host=True)
+def LabelEncoder_1(X, *, classes_strings=None, default_int64=-1, default_string="_Unused"):
+    """Strings become their index in classes_strings (or default_int64); int64s become the class at that index
+    (or default_string)."""
+    classes = _text_array(classes_strings if classes_strings is not None else ())
+    X = np.asarray(X)
+    if X.dtype == object:
+        return _lookup(X, classes, np.arange(len(classes), dtype=np.int64), np.int64(default_int64))
+    return _lookup(X, np.arange(len(classes), dtype=np.int64), classes, default_string)
+
+
+@op("LabelEncoder", 2, domain="ai.onnx.ml", host=_label_encoder_strings)
 def LabelEncoder_2(X, *, default_float=-0.0, default_int64=-1, default_string="_Unused", keys_floats=None,
                    keys_int64s=None, keys_strings=None, values_floats=None, values_int64s=None, values_strings=None):
     """A repeated key keeps its first value, as in onnxruntime."""
-    _no_strings("LabelEncoder", keys_strings=keys_strings, values_strings=values_strings)
-    keys = _pick(keys_int64s, None if keys_floats is None else np.float32(keys_floats))
-    values = _pick(values_int64s, None if values_floats is None else np.float32(values_floats))
-    default = default_float if values.dtype.kind == "f" else default_int64
-    return _label_encode(X, keys, values, values.dtype.type(default))
+    keys = _pick(None if keys_strings is None else _text_array(keys_strings), keys_int64s,
+                 None if keys_floats is None else np.float32(keys_floats))
+    values = _pick(None if values_strings is None else _text_array(values_strings), values_int64s,
+                   None if values_floats is None else np.float32(values_floats))
+    default = {"f": default_float, "O": default_string}.get(values.dtype.kind, default_int64)
+    default = default if values.dtype == object else values.dtype.type(default)
+    if keys.dtype == object or values.dtype == object:
+        return _lookup(X, keys, values, default)
+    return _label_encode(X, keys, values, default)
 
 
-@op("LabelEncoder", 4, domain="ai.onnx.ml")
+@op("LabelEncoder", 4, domain="ai.onnx.ml", host=_label_encoder_strings)
 def LabelEncoder(X, *, default_float=-0.0, default_int64=-1, default_string="_Unused", default_tensor=None,
                  keys_floats=None, keys_int64s=None, keys_strings=None, keys_tensor=None, values_floats=None,
                  values_int64s=None, values_strings=None, values_tensor=None):
     """A repeated key keeps its last value, as the spec says from this version on."""
-    _no_strings("LabelEncoder", keys_strings=keys_strings, values_strings=values_strings)
-    keys = _pick(keys_tensor, keys_int64s, None if keys_floats is None else np.float32(keys_floats))
-    values = _pick(values_tensor, values_int64s, None if values_floats is None else np.float32(values_floats))
-    if keys.dtype.kind in "OSU" or values.dtype.kind in "OSU":
-        _no_strings("LabelEncoder", keys_tensor=keys_tensor, values_tensor=values_tensor)
+    keys = _pick(keys_tensor, None if keys_strings is None else _text_array(keys_strings), keys_int64s,
+                 None if keys_floats is None else np.float32(keys_floats))
+    values = _pick(values_tensor, None if values_strings is None else _text_array(values_strings), values_int64s,
+                   None if values_floats is None else np.float32(values_floats))
+    if values.dtype.kind in "OSU":
+        values = _text_array(values)
+    if keys.dtype.kind in "OSU":
+        keys = _text_array(keys)
     if default_tensor is not None:
-        default = np.asarray(default_tensor, values.dtype).reshape(-1)[0]
+        given = np.asarray(default_tensor).reshape(-1)[0]
+        default = (given.decode() if isinstance(given, bytes) else str(given)) if values.dtype == object else \
+            values.dtype.type(given)
+    elif values.dtype == object:
+        default = default_string
     else:
         default = values.dtype.type(default_float if values.dtype.kind == "f" else default_int64)
+    if keys.dtype == object or values.dtype == object:
+        return _lookup(X, keys[::-1], values[::-1], default)
     return _label_encode(X, keys[::-1], values[::-1], default)
+
+
+@op("CategoryMapper", 1, domain="ai.onnx.ml", host=True)
+def CategoryMapper(X, *, cats_int64s=None, cats_strings=None, default_int64=-1, default_string="_Unused"):
+    """Strings become their paired int64 (or default_int64), int64s their paired string (or default_string)."""
+    strings = _text_array(cats_strings if cats_strings is not None else ())
+    ints = np.asarray(cats_int64s if cats_int64s is not None else (), np.int64)
+    if np.asarray(X).dtype == object:
+        return _lookup(X, strings, ints, np.int64(default_int64))
+    return _lookup(X, ints, strings, default_string)
+
+
+@op("ZipMap", 1, domain="ai.onnx.ml", host=True)
+def ZipMap(X, *, classlabels_int64s=None, classlabels_strings=None):
+    """A sequence of maps, one per row of X ([rows, classes]): class label -> score, as a list of dicts like
+    onnxruntime returns."""
+    labels = (_text_array(classlabels_strings).tolist() if classlabels_strings is not None
+              else [int(v) for v in classlabels_int64s])
+    X = np.asarray(X)
+    rows = X.reshape(1, -1) if X.ndim == 1 else X
+    if rows.shape[-1] != len(labels):
+        raise ValueError(f"ZipMap: X has {rows.shape[-1]} columns for {len(labels)} class labels")
+    return [dict(zip(labels, row.tolist())) for row in rows]
+
+
+@op("DictVectorizer", 1, domain="ai.onnx.ml", host=True)
+def DictVectorizer(X, *, int64_vocabulary=None, string_vocabulary=None):
+    """A map (or a sequence of maps) -> [maps, vocabulary] with each key's value at its vocabulary slot, 0
+    elsewhere. numpy values keep their type; Python floats give float32 and ints int64 (the graph does not carry
+    a map input's declared value type to the op)."""
+    vocabulary = (_text_array(string_vocabulary).tolist() if string_vocabulary is not None
+                  else [int(v) for v in int64_vocabulary])
+    slot = {k: i for i, k in enumerate(vocabulary)}
+    maps = [m.item() if isinstance(m, np.ndarray) else m for m in (X if isinstance(X, list) else [X])]
+    values = [v for m in maps for v in m.values()]
+    if values and all(isinstance(v, np.generic) for v in values):
+        dtype = np.result_type(*values)
+    elif values and all(isinstance(v, (str, bytes)) for v in values):
+        dtype = np.dtype(object)
+    elif values and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+        dtype = np.dtype(np.int64)
+    else:
+        dtype = np.dtype(np.float32)
+    out = np.zeros((len(maps), len(vocabulary)), object if dtype.kind in "OSU" else dtype)
+    if dtype.kind in "OSU":
+        out[:] = ""
+    for row, m in enumerate(maps):
+        for key, value in m.items():
+            key = key.decode() if isinstance(key, bytes) else key
+            if key in slot:
+                out[row, slot[key]] = value
+    return out
 
 
 def _label_encode(X, keys: np.ndarray, values: np.ndarray, default):

@@ -13,7 +13,7 @@ def _position(position, length: int, *, insert: bool = False) -> int:
     index = int(np.reshape(position, ()))
     if not -length <= index <= (length if insert else length - 1):
         raise IndexError(f"position {index} is out of range for a sequence of length {length}")
-    return index % (length + 1) if insert else index % length
+    return index + length if index < 0 else index  # an insert at -1 goes before the last element
 
 
 @op("SequenceEmpty", 11)
