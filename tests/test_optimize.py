@@ -93,3 +93,19 @@ def test_optimize_false_lowers_the_graph_as_written():
     assert _ops(rep.program.graph) == [("", "Conv"), ("", "BatchNormalization"), ("", "Relu")]
     x = np.random.default_rng(6).standard_normal((2, 3, 6, 6)).astype(np.float32)
     assert_close(rep.run([x]), onnx_jax.prepare(model).run([x]), atol=1e-5)
+
+
+@settings(max_examples=10)
+@given(st.data())
+def test_gemm_with_constant_transposed_weights(data):
+    m, k, n = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 5)), data.draw(st.integers(1, 5))
+    trans_a = data.draw(st.sampled_from([0, 1]))
+    a = data.draw(arrays(np.float32, (k, m) if trans_a else (m, k), low=-2, high=2))
+    weights = {"x1": data.draw(arrays(np.float32, (n, k), low=-2, high=2))}
+    if data.draw(st.booleans()):
+        weights["x2"] = data.draw(arrays(np.float32, (n,), low=-2, high=2))
+    attrs = {"transA": trans_a, "transB": 1, "alpha": data.draw(st.sampled_from([1.0, 0.5])), "beta": 1.0}
+    model = node_model("Gemm", [a, *weights.values()], initializers=weights, **attrs)
+    (node,) = optimize(read_graph(model)).nodes
+    assert node.attrs["transB"] == 0 and node.attrs["transA"] == trans_a
+    assert_close(onnx_jax.prepare(model).run([a]), ReferenceEvaluator(model).run(None, {"x0": a}), atol=1e-5)
