@@ -1,100 +1,195 @@
-"""Benchmark suite: onnx_jax vs onnxruntime, side by side in one run, on real and exported models.
+"""Benchmark suite: onnx_jax against onnxruntime on the same inputs, side by side, in one run.
 
-Usage: python examples/benchmark.py [--runs N] [--models NAME ...]   (needs '.[test]' for torch/onnxruntime)
-Each model is benchmarked in a fresh process (`onnx-jax bench --json`): compile/first-call time, median
-and p90 latency at batch 1 and 8 where the model has a batch axis, throughput, and the onnx_jax /
-onnxruntime latency ratio; then the geometric mean of the ratios. Peak RSS is that process's, both
-runtimes included. Run it by hand on a quiet machine; timings are not tests.
+Usage: python examples/benchmark.py [--runs N] [--batch 1 8] [--models NAME ...] [--models-dir DIR] [--json FILE]
+(needs '.[test]': torch, transformers, onnxruntime, scikit-learn). Run it by hand on a quiet machine.
+
+Models: the ones in ../shared/models (their io.npz inputs, tiled along a symbolic batch axis for batch 8), the
+transformers graphs of examples/export_models.py at the `bench` size with both torch exporters (exported once
+into --models-dir), and a 100-tree random forest at batch 10,000. Each model runs in its own process, so the
+peak RSS is that model's (both runtimes together). Per model and batch: prepare + first call (compile)
+time, median and p90 latency over --runs interleaved calls, throughput, and onnx_jax/onnxruntime latency ratio;
+then the geometric mean of the ratios per batch size.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import resource
+import statistics
 import subprocess
 import sys
-import tempfile
+import time
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "models"
-SHARED_MODELS = ["mnist-8", "super-resolution-10", "ultraface-rfb-320", "fastestdet", "lstm-classifier",
-                 "image-classifier32", "tiny-random-gpt2-msft"]
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parents[0].parent / "shared" / "models"
+SHARED_MODELS = ("mnist-8", "super-resolution-10", "ultraface-rfb-320", "fastestdet", "lstm-classifier",
+                 "image-classifier32", "tiny-random-gpt2-msft", "treeensemble-sklearn-ml")
+FOREST = "forest-100-trees"
 
 
-def exported_models(folder: Path) -> dict[str, Path]:
-    """Small but realistic graphs exported from PyTorch 2.13 with a dynamic batch axis."""
-    import torch
+def exported_names() -> list[str]:
+    sys.path.insert(0, str(HERE))
+    from export_models import EXPORTERS, MODELS
 
-    torch.manual_seed(0)
-
-    def block(cin, cout, stride):
-        return torch.nn.Sequential(
-            torch.nn.Conv2d(cin, cout, 3, stride, 1, bias=False), torch.nn.BatchNorm2d(cout), torch.nn.ReLU(),
-            torch.nn.Conv2d(cout, cout, 3, 1, 1, bias=False), torch.nn.BatchNorm2d(cout), torch.nn.ReLU(),
-        )
-
-    models = {
-        "cnn-resnet-ish": (torch.nn.Sequential(
-            torch.nn.Conv2d(3, 32, 7, 2, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(3, 2, 1),
-            block(32, 64, 1), block(64, 128, 2), block(128, 256, 2),
-            torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(256, 1000)), (3, 224, 224)),
-        "transformer-encoder": (torch.nn.TransformerEncoder(
-            torch.nn.TransformerEncoderLayer(256, 4, 1024, batch_first=True), 4), (128, 256)),
-        "mlp": (torch.nn.Sequential(torch.nn.Linear(512, 2048), torch.nn.GELU(), torch.nn.Linear(2048, 512)), (512,)),
-    }
-    paths = {}
-    for name, (module, shape) in models.items():
-        buffer = io.BytesIO()
-        torch.onnx.export(module.eval(), (torch.randn(1, *shape),), buffer, opset_version=17, dynamo=False,
-                          input_names=["x"], dynamic_axes={"x": {0: "batch"}})
-        paths[name] = folder / f"{name}.onnx"
-        paths[name].write_bytes(buffer.getvalue())
-    return paths
+    return [f"{m}-{e}" for m in MODELS for e in EXPORTERS]
 
 
-def bench(path: Path, runs: int) -> dict:
-    command = [sys.executable, "-m", "onnx_jax", "bench", str(path), "--json", "--quiet", "--runs", str(runs),
-               "--batch", "1", "8"]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+def model_and_inputs(name: str, batch: int, models_dir: Path) -> tuple[Path, dict[str, np.ndarray]] | None:
+    """The model file and its inputs at `batch`, or None where the model has no batch axis of that size."""
+    if name in SHARED_MODELS:
+        return _shared(name, batch)
+    if name == FOREST:
+        return _forest(models_dir, batch)
+    sys.path.insert(0, str(HERE))
+    from export_models import example_inputs, export
+
+    model, exporter = name.rsplit("-", 1)
+    path = models_dir / f"{name}.onnx"
+    if not path.exists():
+        models_dir.mkdir(parents=True, exist_ok=True)
+        export(model, path, exporter=exporter, size="bench")
+    return path, example_inputs(model, "bench", batch)
+
+
+def _shared(name: str, batch: int) -> tuple[Path, dict[str, np.ndarray]] | None:
+    import onnx
+
+    path = SHARED / name / "model.onnx"
+    recorded = np.load(SHARED / name / "io.npz")
+    inputs = {k[len("input:"):]: recorded[k] for k in recorded.files if k.startswith("input:")}
+    if batch == 1:
+        return path, inputs
+    declared = {i.name: i.type.tensor_type.shape.dim for i in onnx.load(path, load_external_data=False).graph.input}
+    if not all(declared.get(n) and declared[n][0].dim_param for n in inputs):
+        return None  # no symbolic batch axis on every input
+    return path, {n: np.concatenate([x] * batch) for n, x in inputs.items()}
+
+
+def _forest(models_dir: Path, batch: int) -> tuple[Path, dict[str, np.ndarray]] | None:
+    if batch != 1:
+        return None  # one size: 10,000 rows
+    path = models_dir / f"{FOREST}.onnx"
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((10_000, 20)).astype(np.float32)
+    if not path.exists():
+        from skl2onnx import to_onnx
+        from sklearn.ensemble import RandomForestRegressor
+
+        y = x[:, 0] * 2 + np.sin(x[:, 1]) + rng.standard_normal(len(x)) * 0.1
+        forest = RandomForestRegressor(n_estimators=100, max_depth=8, random_state=0).fit(x, y)
+        models_dir.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(to_onnx(forest, x[:1], target_opset={"": 17, "ai.onnx.ml": 3}).SerializeToString())
+    return path, {"X": x}
+
+
+def bench_one(name: str, batches: list[int], runs: int, models_dir: Path) -> dict:
+    """Time one model in this process: both runtimes, every batch size, calls interleaved."""
+    import onnxruntime as ort
+
+    import onnx_jax
+
+    results = []
+    rep = session = None
+    for batch in batches:
+        found = model_and_inputs(name, batch, models_dir)
+        if found is None:
+            continue
+        path, inputs = found
+        if rep is None:
+            start = time.perf_counter()
+            rep = onnx_jax.prepare(path)
+            prepare_s = time.perf_counter() - start
+            start = time.perf_counter()
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            session_s = time.perf_counter() - start
+        feeds = {i.name: inputs[i.name] for i in session.get_inputs()}
+        start = time.perf_counter()
+        ours = rep.run(feeds)
+        first_s = time.perf_counter() - start
+        start = time.perf_counter()
+        theirs = session.run(None, feeds)
+        ort_first_s = time.perf_counter() - start
+        diff = max((float(np.max(np.abs(a.astype(np.float64) - b))) for a, b in zip(ours, theirs)
+                    if getattr(a, "dtype", None) is not None and a.dtype.kind == "f" and a.size), default=0.0)
+        times: dict[str, list[float]] = {"onnx_jax": [], "onnxruntime": []}
+        calls = {"onnx_jax": lambda: rep.run(feeds), "onnxruntime": lambda: session.run(None, feeds)}
+        for _ in range(2):  # warm-up
+            for call in calls.values():
+                call()
+        for _ in range(runs):
+            for key, call in calls.items():
+                start = time.perf_counter()
+                call()
+                times[key].append(time.perf_counter() - start)
+        items = len(next(iter(feeds.values())))
+        entry = {"batch": batch, "items": items, "max_abs_diff": diff}
+        for key, first in (("onnx_jax", prepare_s + first_s if batch == batches[0] else first_s),
+                           ("onnxruntime", session_s + ort_first_s if batch == batches[0] else ort_first_s)):
+            median = statistics.median(times[key])
+            entry[key] = {"first_s": first, "median_ms": median * 1e3,
+                          "p90_ms": float(np.percentile(times[key], 90)) * 1e3, "items_per_s": items / median}
+        entry["ratio"] = entry["onnx_jax"]["median_ms"] / entry["onnxruntime"]["median_ms"]
+        results.append(entry)
+    return {"model": name, "results": results,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def run_isolated(name: str, batches: list[int], runs: int, models_dir: Path) -> dict:
+    command = [sys.executable, __file__, "--one", name, "--runs", str(runs), "--models-dir", str(models_dir),
+               "--batch", *map(str, batches)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:
-        return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
-    result = json.loads(done.stdout)
-    result["peak_rss_mb"] = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
-    return result
+        return {"model": name, "error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def geomean(values: list[float]) -> float:
+    return math.exp(sum(map(math.log, values)) / len(values)) if values else math.nan
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--models", nargs="*", help="names to run (default: all)")
+    parser.add_argument("--models-dir", type=Path, default=Path.home() / ".cache" / "onnx_jax" / "bench-models",
+                        help="where exported models are kept between runs")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # a worker process: one model, JSON on stdout
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = {name: SHARED / name / "model.onnx" for name in SHARED_MODELS}
-        paths.update(exported_models(Path(tmp)))
-        ratios = []
-        print(f"{'model':24s} {'batch':>5s} {'compile s':>9s} {'onnx_jax ms':>11s} {'p90':>7s} "
-              f"{'ort ms':>8s} {'ratio':>6s} {'items/s':>9s} {'RSS MB':>7s}")
-        for name, path in paths.items():
-            if args.models and name not in args.models:
-                continue
-            result = bench(path, args.runs)
-            if "error" in result:
-                print(f"{name:24s} error: {result['error']}")
-                continue
-            for entry in result["results"]:
-                ours, theirs = entry["onnx_jax"], entry.get("onnxruntime", {})
-                ratios.append(entry.get("ratio", math.nan))
-                print(f"{name:24s} {entry['batch']:5d} {ours['first_call_s']:9.2f} {ours['median_ms']:11.2f} "
-                      f"{ours['p90_ms']:7.2f} {theirs.get('median_ms', math.nan):8.2f} {entry.get('ratio', math.nan):6.2f} "
-                      f"{ours['throughput']:9.1f} {result['peak_rss_mb']:7.0f}")
-        valid = [r for r in ratios if r == r]
-        if valid:
-            print(f"geometric mean of onnx_jax/onnxruntime latency ratios: "
-                  f"{math.exp(sum(map(math.log, valid)) / len(valid)):.2f} over {len(valid)} measurements")
+    if args.one:
+        print(json.dumps(bench_one(args.one, args.batch, args.runs, args.models_dir)))
+        return 0
+    names = [*SHARED_MODELS, *exported_names(), FOREST]
+    if args.models:
+        names = [n for n in names if n in args.models]
+    print(f"{'model':28s} {'batch':>5s} {'first s':>7s} {'ort 1st':>7s} {'onnx_jax ms':>11s} {'p90':>8s} "
+          f"{'ort ms':>8s} {'p90':>8s} {'ratio':>6s} {'items/s':>9s} {'RSS MB':>7s} {'max|diff|':>9s}", flush=True)
+    everything = []
+    for name in names:
+        result = run_isolated(name, args.batch, args.runs, args.models_dir)
+        everything.append(result)
+        if "error" in result:
+            print(f"{name:28s} error: {result['error']}", flush=True)
+            continue
+        for e in result["results"]:
+            ours, theirs = e["onnx_jax"], e["onnxruntime"]
+            print(f"{name:28s} {e['batch']:5d} {ours['first_s']:7.2f} {theirs['first_s']:7.2f} "
+                  f"{ours['median_ms']:11.3f} {ours['p90_ms']:8.3f} {theirs['median_ms']:8.3f} {theirs['p90_ms']:8.3f} "
+                  f"{e['ratio']:6.2f} {ours['items_per_s']:9.1f} {result['peak_rss_mb']:7.0f} {e['max_abs_diff']:9.2g}",
+                  flush=True)
+    for batch in args.batch:
+        ratios = [e["ratio"] for r in everything for e in r.get("results", ()) if e["batch"] == batch]
+        if ratios:
+            print(f"batch {batch}: geometric mean onnx_jax/onnxruntime = {geomean(ratios):.2f} over {len(ratios)} "
+                  f"models, worst {max(ratios):.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(everything, indent=1))
     return 0
 
 
