@@ -3,7 +3,7 @@
 Usage: python examples/benchmark.py [--runs N] [--batch 1 8] [--models NAME ...] [--models-dir DIR] [--json FILE]
 (needs '.[test]': torch, transformers, onnxruntime, scikit-learn). Run it by hand on a quiet machine.
 
-Models: the ones in ../shared/models (their io.npz inputs, tiled along a symbolic batch axis for batch 8), the
+Models: a one-node Add (per-call overhead, not in the means), the ones in ../shared/models (their io.npz inputs, tiled along a symbolic batch axis for batch 8), the
 transformers graphs of examples/export_models.py at the `bench` size with both torch exporters (exported once
 into --models-dir), and a 100-tree random forest at batch 10,000. Each model runs in its own process, so the
 peak RSS is that model's (both runtimes together). Per model and batch: prepare + first call (compile)
@@ -30,6 +30,7 @@ SHARED = HERE.parents[0].parent / "shared" / "models"
 SHARED_MODELS = ("mnist-8", "super-resolution-10", "ultraface-rfb-320", "fastestdet", "lstm-classifier",
                  "image-classifier32", "tiny-random-gpt2-msft", "treeensemble-sklearn-ml")
 FOREST = "forest-100-trees"
+ONE_NODE = "one-node-add"  # per-call overhead: a single Add on 2x3 floats
 
 
 def exported_names() -> list[str]:
@@ -45,6 +46,8 @@ def model_and_inputs(name: str, batch: int, models_dir: Path) -> tuple[Path, dic
         return _shared(name, batch)
     if name == FOREST:
         return _forest(models_dir, batch)
+    if name == ONE_NODE:
+        return _one_node(models_dir, batch)
     sys.path.insert(0, str(HERE))
     from export_models import example_inputs, export
 
@@ -87,6 +90,23 @@ def _forest(models_dir: Path, batch: int) -> tuple[Path, dict[str, np.ndarray]] 
     return path, {"X": x}
 
 
+def _one_node(models_dir: Path, batch: int) -> tuple[Path, dict[str, np.ndarray]] | None:
+    import onnx
+    from onnx import helper
+
+    if batch != 1:
+        return None
+    path = models_dir / f"{ONE_NODE}.onnx"
+    if not path.exists():
+        inputs = [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [2, 3]) for n in "ab"]
+        graph = helper.make_graph([helper.make_node("Add", ["a", "b"], ["c"])], "add", inputs,
+                                  [helper.make_tensor_value_info("c", onnx.TensorProto.FLOAT, [2, 3])])
+        models_dir.mkdir(parents=True, exist_ok=True)
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    x = np.ones((2, 3), np.float32)
+    return path, {"a": x, "b": x}
+
+
 def bench_one(name: str, batches: list[int], runs: int, models_dir: Path) -> dict:
     """Time one model in this process: both runtimes, every batch size, calls interleaved."""
     import onnxruntime as ort
@@ -121,11 +141,13 @@ def bench_one(name: str, batches: list[int], runs: int, models_dir: Path) -> dic
         for _ in range(2):  # warm-up
             for call in calls.values():
                 call()
+        repeat = 200 if name == ONE_NODE else 1  # microseconds: time 200 calls at a time
         for _ in range(runs):
             for key, call in calls.items():
                 start = time.perf_counter()
-                call()
-                times[key].append(time.perf_counter() - start)
+                for _ in range(repeat):
+                    call()
+                times[key].append((time.perf_counter() - start) / repeat)
         items = len(next(iter(feeds.values())))
         entry = {"batch": batch, "items": items, "max_abs_diff": diff}
         for key, first in (("onnx_jax", prepare_s + first_s if batch == batches[0] else first_s),
@@ -165,7 +187,7 @@ def main() -> int:
     if args.one:
         print(json.dumps(bench_one(args.one, args.batch, args.runs, args.models_dir)))
         return 0
-    names = [*SHARED_MODELS, *exported_names(), FOREST]
+    names = [ONE_NODE, *SHARED_MODELS, *exported_names(), FOREST]
     if args.models:
         names = [n for n in names if n in args.models]
     print(f"{'model':28s} {'batch':>5s} {'first s':>7s} {'ort 1st':>7s} {'onnx_jax ms':>11s} {'p90':>8s} "
@@ -183,8 +205,15 @@ def main() -> int:
                   f"{ours['median_ms']:11.3f} {ours['p90_ms']:8.3f} {theirs['median_ms']:8.3f} {theirs['p90_ms']:8.3f} "
                   f"{e['ratio']:6.2f} {ours['items_per_s']:9.1f} {result['peak_rss_mb']:7.0f} {e['max_abs_diff']:9.2g}",
                   flush=True)
+    for r in everything:
+        if r["model"] == ONE_NODE and r.get("results"):
+            e = r["results"][0]
+            overhead = (e["onnx_jax"]["median_ms"] - e["onnxruntime"]["median_ms"]) * 1e3
+            print(f"per-call overhead, one Add node: onnx_jax {e['onnx_jax']['median_ms'] * 1e3:.1f} us, onnxruntime "
+                  f"{e['onnxruntime']['median_ms'] * 1e3:.1f} us: {overhead:+.1f} us")
     for batch in args.batch:
-        ratios = [e["ratio"] for r in everything for e in r.get("results", ()) if e["batch"] == batch]
+        ratios = [e["ratio"] for r in everything for e in r.get("results", ())
+                  if e["batch"] == batch and r["model"] != ONE_NODE]
         if ratios:
             print(f"batch {batch}: geometric mean onnx_jax/onnxruntime = {geomean(ratios):.2f} over {len(ratios)} "
                   f"models, worst {max(ratios):.2f}")

@@ -91,6 +91,8 @@ class OnnxJaxRep(BackendRep):
         self._names = program.input_names
         # inputs that a numpy array passes through unchanged: the lean path of run()
         self._plain = tuple(i.kind == "tensor" and i.dtype != object for i in self._inputs)
+        self._simple = all(self._plain) and not any(self._static)
+        self._last: tuple[tuple, Segment] | None = None  # the latest (signature, segment), read without the lock
         with x64():
             self._params = tuple(jax.device_put(list(program.params.values()), weights_on))
         self._cache: collections.OrderedDict[tuple, Segment] = collections.OrderedDict()
@@ -113,10 +115,16 @@ class OnnxJaxRep(BackendRep):
     def run(self, inputs: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:
         """Outputs in graph-output order for inputs given as a dict by name or a list in graph-input order."""
         arrays = self._arrange(inputs)
-        key = tuple([_signature(a, static) for a, static in zip(arrays, self._static)])
-        segment = self._cache_get(key)
-        if segment is None:
-            segment = self._cache_put(key, self._compile_first(arrays))
+        if self._simple:  # plain tensors, none static: arrays are numpy arrays
+            key = tuple([(a.shape, a.dtype) for a in arrays])
+        else:
+            key = tuple([_signature(a, static) for a, static in zip(arrays, self._static)])
+        last = self._last
+        if last is not None and last[0] == key:  # the same signature as the call before: skip the LRU bookkeeping
+            segment = last[1]
+        else:
+            segment = self._cache_get(key) or self._cache_put(key, self._compile_first(arrays))
+            self._last = (key, segment)
         if segment.lean and not segment.needs_x64:
             return tuple([np.asarray(r) for r in segment.executable(self._params, *arrays)])
         with jax.enable_x64(True):
