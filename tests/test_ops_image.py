@@ -1,4 +1,4 @@
-"""Property tests for ops/image.py: Resize/Upsample, GridSample, AffineGrid, RoiAlign.
+"""Property tests for ops/image.py: Resize/Upsample, GridSample, AffineGrid, RoiAlign, ImageDecoder.
 
 Compared with onnx.reference; the opset-10 Resize and Upsample (which the reference does not model beyond
 integer nearest upsampling) with onnxruntime.
@@ -6,13 +6,18 @@ integer nearest upsampling) with onnxruntime.
 
 from __future__ import annotations
 
+import io
+import sys
+
 import numpy as np
 import onnxruntime as ort
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from onnx.reference import ReferenceEvaluator
 
 import onnx_jax
+from onnx_jax.errors import NodeExecutionError
 from oracle import arrays, assert_close, check_node, node_model, run_both
 
 SOME = settings(max_examples=10)
@@ -187,3 +192,52 @@ def test_roi_align_one_prepared_model_serves_rois_of_any_size():
     for box in ([0, 0, 1, 1], [0, 0, 7, 7], [1, 2, 3.5, 7]):
         inputs = [x, np.array([box], np.float32), batch]
         assert_close(rep.run(inputs), reference.run(None, {f"x{i}": v for i, v in enumerate(inputs)}), atol=1e-5)
+
+
+# ImageDecoder: small random images encoded by Pillow, decoded on the host, compared with onnx.reference
+
+IMAGE_FORMATS = ["BMP", "JPEG", "JPEG2000", "PNG", "PPM", "TIFF", "WEBP"]
+
+
+def encode(image, image_format: str) -> np.ndarray:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format=image_format)
+    return np.frombuffer(buffer.getvalue(), np.uint8)
+
+
+@settings(max_examples=20)
+@given(st.data())
+def test_image_decoder_matches_reference(data):
+    shape = (data.draw(st.integers(1, 9)), data.draw(st.integers(1, 9)), 3)
+    image = data.draw(arrays(np.uint8, shape, low=0, high=255))
+    encoded = encode(image, data.draw(st.sampled_from(IMAGE_FORMATS)))
+    check_node("ImageDecoder", [encoded], opset=20,
+               pixel_format=data.draw(st.sampled_from(["RGB", "BGR", "Grayscale"])))
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P"])
+def test_image_decoder_converts_other_modes_to_three_channels(mode):
+    """Grayscale, RGBA and palette images decode to RGB (the reference would return their raw planes)."""
+    from PIL import Image
+
+    image = Image.fromarray(np.arange(60, dtype=np.uint8).reshape(4, 5, 3) * 4).convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    encoded = np.frombuffer(buffer.getvalue(), np.uint8)
+    for pixel_format, expected in [("RGB", np.asarray(image.convert("RGB"))),
+                                   ("BGR", np.asarray(image.convert("RGB"))[:, :, ::-1]),
+                                   ("Grayscale", np.asarray(image.convert("L"))[:, :, None])]:
+        (y,) = ours(node_model("ImageDecoder", [encoded], opset=20, pixel_format=pixel_format), [encoded])
+        assert y.dtype == np.uint8
+        np.testing.assert_array_equal(y, expected)
+
+
+def test_image_decoder_without_pillow_names_the_node_and_the_fix(monkeypatch):
+    encoded = encode(np.zeros((2, 2, 3), np.uint8), "PNG")
+    model = node_model("ImageDecoder", [encoded], opset=20)
+    model.graph.node[0].name = "decode_photo"
+    monkeypatch.setitem(sys.modules, "PIL", None)  # makes `import PIL` fail
+    with pytest.raises(NodeExecutionError, match=r"decode_photo.*pip install pillow"):
+        ours(model, [encoded])

@@ -1,7 +1,8 @@
-"""Image ops: Resize, Upsample, GridSample, AffineGrid, RoiAlign."""
+"""Image ops: Resize, Upsample, GridSample, AffineGrid, RoiAlign, and ImageDecoder (on the host, with Pillow)."""
 
 from __future__ import annotations
 
+import io
 import itertools
 
 import jax
@@ -332,3 +333,24 @@ def RoiAlign(X, rois, batch_indices, *, coordinate_transformation_mode="half_pix
     return _roi_align(X, rois, batch_indices, half_pixel=coordinate_transformation_mode == "half_pixel", mode=mode,
                       output_height=output_height, output_width=output_width, sampling_ratio=sampling_ratio,
                       spatial_scale=spatial_scale)
+
+
+# ImageDecoder: codecs cannot run in XLA; the encoded bytes are decoded on the host by Pillow, imported only here.
+
+
+@op("ImageDecoder", 20, host=True)
+def ImageDecoder(encoded_stream, *, pixel_format="RGB"):
+    """An encoded image (a 1-D uint8 tensor of the file's bytes, in any format Pillow reads: BMP, JPEG, JPEG 2000,
+    PNG, PNM, TIFF, WebP, ...) decoded to uint8 [height, width, channels]: 3 channels for RGB and BGR, 1 for
+    Grayscale (ITU-R 601-2 luma, as Pillow converts)."""
+    if pixel_format not in ("RGB", "BGR", "Grayscale"):
+        raise ValueError(f"pixel_format must be RGB, BGR or Grayscale, got {pixel_format!r}")
+    try:
+        from PIL import Image
+    except ImportError as e:
+        raise ImportError("ImageDecoder decodes images with Pillow, which is not installed: pip install pillow") from e
+    with Image.open(io.BytesIO(np.asarray(encoded_stream, np.uint8).tobytes())) as image:
+        if pixel_format == "Grayscale":
+            return np.asarray(image.convert("L"))[:, :, None]
+        rgb = np.asarray(image.convert("RGB"))
+    return np.ascontiguousarray(rgb[:, :, ::-1]) if pixel_format == "BGR" else rgb

@@ -1,5 +1,5 @@
 """com.microsoft ops: onnxruntime's fused transformer ops (attention, embedding and skip layer normalizations,
-GELUs, rotary embedding, fused and N-bit matmuls) and the QLinear elementwise ops.
+GELUs, rotary embedding, fused and N-bit matmuls), the QLinear elementwise ops and DynamicQuantizeLSTM.
 
 These ops have no ONNX schema: inputs, attributes and defaults follow onnxruntime's contrib operator docs, and the
 results onnxruntime's CPU kernels (tests/test_ops_microsoft.py compares them).
@@ -16,7 +16,8 @@ from jax import lax
 
 from ..registry import op
 from .attention import RotaryEmbedding as _rotary
-from .quantization import _dequantize, _quantize
+from .quantization import DynamicQuantizeLinear, _dequantize, _quantize, _shifted
+from .rnn import _activations, _directions, _lstm_cell, _recurrence
 
 MS = "com.microsoft"
 
@@ -386,3 +387,83 @@ def QLinearGlobalAveragePool(X, x_scale, x_zero_point, y_scale, y_zero_point, *,
     axes = tuple(range(1, X.ndim - 1)) if channels_last else tuple(range(2, X.ndim))
     mean = jnp.mean(_dequantize(X, x_scale, x_zero_point), axis=axes, keepdims=True)
     return _quantize(mean, y_scale, y_zero_point)
+
+
+def _quantized_matmul(spec: str, a, a_scale, a_zero_point, w, w_scale, w_zero_point):
+    """einsum(a - a_zero_point, w - w_zero_point) accumulated in int32, then scaled to float32 by a_scale * w_scale."""
+    acc = jnp.einsum(spec, _shifted(a, a_zero_point), _shifted(w, w_zero_point), preferred_element_type=jnp.int32)
+    return acc.astype(jnp.float32) * (a_scale * w_scale)
+
+
+def _reverse_sequences(x, sequence_lens):
+    """x [time, batch, ...] with each sequence reversed over its own length, the steps past it left in place."""
+    time = jnp.arange(x.shape[0])[:, None]
+    lens = jnp.asarray(sequence_lens)[None, :]
+    index = jnp.where(time < lens, lens - 1 - time, time)
+    return jnp.take_along_axis(x, jnp.reshape(index, index.shape + (1,) * (x.ndim - 2)), axis=0)
+
+
+def _align(x, sequence_lens, reverse: tuple[bool, ...]):
+    """x [time, directions, batch, ...] in processing order: each sequence of a backward direction reversed over
+    its own length, so every sequence starts at step 0 (as onnxruntime runs them); its own inverse."""
+    return jnp.stack([_reverse_sequences(x[:, d], sequence_lens) if r else x[:, d] for d, r in enumerate(reverse)],
+                     axis=1)
+
+
+@op("DynamicQuantizeLSTM", 1, domain=MS, context=True)
+def DynamicQuantizeLSTM(X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None, P=None, W_scale=None,
+                        W_zero_point=None, R_scale=None, R_zero_point=None, *, activation_alpha=None,
+                        activation_beta=None, activations=None, clip=None, direction="forward", hidden_size=None,
+                        input_forget=0, ctx):
+    """LSTM with int8/uint8 weights W [directions, input, 4 * hidden] and R [directions, hidden, 4 * hidden]
+    (transposed from LSTM's), each with a scale and zero point per direction or per output channel
+    ([directions] or [directions, 4 * hidden]). Returns (Y, Y_h, Y_c).
+
+    As onnxruntime computes it: X (its first max(sequence_lens) steps) is quantized once to uint8 as
+    DynamicQuantizeLinear does, and each step's hidden state over the batch, per direction; the products
+    accumulate in int32 and scale back to float32. Onnxruntime quantizes the hidden state of each of its threads'
+    slices of the batch separately: this is its result with one intra-op thread. Sequences past their length feed
+    a zero hidden state to the next step's quantization when Y is an output, their last one otherwise.
+    """
+    reverse = _directions(direction)
+    time, batch = X.shape[:2]
+    gates = R.shape[-1]
+    f, g, h = _activations(activations or ("Sigmoid", "Tanh", "Tanh"), activation_alpha, activation_beta, 3,
+                           len(reverse))
+    per_gate = lambda p: jnp.reshape(p, (len(reverse), 1, -1))  # noqa: E731  [directions] or [directions, gates]
+    w_scale, w_zero, r_scale, r_zero = (per_gate(p) for p in (W_scale, W_zero_point, R_scale, R_zero_point))
+
+    x = X
+    if sequence_lens is not None:  # onnxruntime quantizes only the steps up to the longest sequence
+        x = jnp.where(jnp.arange(time)[:, None, None] < jnp.max(sequence_lens), X, 0)
+    xq, x_scale, x_zero = DynamicQuantizeLinear(x)
+    gates_x = _quantized_matmul("tbi,dig->tdbg", xq, x_scale, x_zero, W, w_scale, w_zero)
+    if B is not None:
+        gates_x = gates_x + jnp.sum(jnp.reshape(B, (len(reverse), 2, gates)), axis=1)[:, None, :]
+
+    def recur(h_prev):
+        hq, h_scale, h_zero = jax.vmap(DynamicQuantizeLinear)(h_prev)
+        return _quantized_matmul("dbh,dhg->dbg", hq, h_scale[:, None, None], h_zero[:, None, None], R, r_scale, r_zero)
+
+    cell = _lstm_cell(recur, P, f, g, h, clip, input_forget)
+    zeros = jnp.zeros((len(reverse), batch, R.shape[1]), X.dtype)
+    state = tuple(zeros if s is None else jnp.asarray(s) for s in (initial_h, initial_c))
+    if sequence_lens is None:
+        Y, final = _recurrence(cell, gates_x, state, None, reverse)
+        return (Y, *final)
+
+    # Every sequence in processing order starts at step 0, so the batch quantized together at a step holds every
+    # sequence's same step. Where Y is an output, onnxruntime's next hidden state past a sequence's end is its zero
+    # output; the step's flag (an extra input column) zeroes it before the quantization.
+    gates_x = _align(gates_x, sequence_lens, reverse)
+    lstm = cell
+    if ctx.output_used(0):
+        past = jnp.arange(time)[:, None] > jnp.asarray(sequence_lens)[None, :]
+        flag = jnp.broadcast_to(past[:, None, :, None], gates_x.shape[:3] + (1,)).astype(gates_x.dtype)
+        gates_x = jnp.concatenate([gates_x, flag], axis=-1)
+
+        def cell(x, state):
+            return lstm(x[..., :-1], (jnp.where(x[..., -1:] > 0, 0, state[0]), state[1]))
+
+    Y, final = _recurrence(cell, gates_x, state, sequence_lens, (False,) * len(reverse))
+    return (_align(Y, sequence_lens, reverse), *final)

@@ -1,4 +1,5 @@
-"""Recurrent ops: RNN, GRU, LSTM, each one lax.scan over time that runs all its directions at once."""
+"""Recurrent ops: RNN, GRU, LSTM, each one lax.scan over time that runs all its directions at once (the scan and
+the LSTM step are shared with com.microsoft's DynamicQuantizeLSTM, ops/microsoft.py)."""
 
 from __future__ import annotations
 
@@ -165,6 +166,23 @@ def GRU(X, W, R, B=None, sequence_lens=None, initial_h=None, *, activation_alpha
     return _run(cell, X, W, R, bias, sequence_lens, (initial_h,), layout, reverse)
 
 
+def _lstm_cell(recur, P, f, g, h, clip, input_forget):
+    """The LSTM step on input projections x ([directions, batch, 4 * hidden], bias included) and the state (H, C):
+    gates i, o, f and cell c in that order, optional peepholes P (i, o, f); `recur(H)` projects the hidden state."""
+    p_i, p_o, p_f = (None,) * 3 if P is None else jnp.split(jnp.asarray(P)[:, None, :], 3, axis=-1)
+
+    def cell(x, state):
+        h_prev, c_prev = state
+        i, o, forget, c = jnp.split(x + recur(h_prev), 4, axis=-1)
+        i = f(_clip(_peephole(i, p_i, c_prev), clip))
+        forget = 1 - i if input_forget else f(_clip(_peephole(forget, p_f, c_prev), clip))
+        c = forget * c_prev + i * g(_clip(c, clip))
+        o = f(_clip(_peephole(o, p_o, c), clip))
+        return o * h(c), c
+
+    return cell
+
+
 @op("LSTM", 14)
 def LSTM(X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None, P=None, *, activation_alpha=None,
          activation_beta=None, activations=None, clip=None, direction="forward", hidden_size=None, input_forget=0,
@@ -174,17 +192,7 @@ def LSTM(X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None, P=
     names = activations or ("Sigmoid", "Tanh", "Tanh")
     f, g, h = _activations(names, activation_alpha, activation_beta, 3, len(reverse))
     wb, rb = _biases(B, R)
-    p_i, p_o, p_f = (None,) * 3 if P is None else jnp.split(jnp.asarray(P)[:, None, :], 3, axis=-1)
-
-    def cell(x, state):
-        h_prev, c_prev = state
-        i, o, forget, c = jnp.split(x + _recur(h_prev, R), 4, axis=-1)
-        i = f(_clip(_peephole(i, p_i, c_prev), clip))
-        forget = 1 - i if input_forget else f(_clip(_peephole(forget, p_f, c_prev), clip))
-        c = forget * c_prev + i * g(_clip(c, clip))
-        o = f(_clip(_peephole(o, p_o, c), clip))
-        return o * h(c), c
-
+    cell = _lstm_cell(lambda h_prev: _recur(h_prev, R), P, f, g, h, clip, input_forget)
     return _run(cell, X, W, R, wb + rb, sequence_lens, (initial_h, initial_c), layout, reverse)
 
 
