@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
+import hashlib
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -16,7 +17,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from onnx.backend.base import Backend, BackendRep, Device, DeviceType
 
 from . import host_numpy
-from .cache import compilation_cache
+from .cache import cache_dir, code_digest, compilation_cache, graph_digest, load_executable, store_executable
 from .compiler import HostValue, Program, is_static
 from .dtypes import check_precision, x64
 from .errors import InvalidInputError
@@ -40,7 +41,7 @@ def jax_device(device: str = "CPU") -> jax.Device:
     return devices[parsed.device_id]
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Segment:
     """One compiled piece of the graph: from a start node to the end, or to the next host op."""
 
@@ -93,6 +94,7 @@ class OnnxJaxRep(BackendRep):
         self._plain = tuple(i.kind == "tensor" and i.dtype != object for i in self._inputs)
         self._simple = all(self._plain) and not any(self._static)
         self._last: tuple[tuple, Segment] | None = None  # the latest (signature, segment), read without the lock
+        self._graph_digest: str | None = None  # computed on the first compile, for the on-disk executables
         with x64():
             self._params = tuple(jax.device_put(list(program.params.values()), weights_on))
         self._cache: collections.OrderedDict[tuple, Segment] = collections.OrderedDict()
@@ -162,7 +164,34 @@ class OnnxJaxRep(BackendRep):
         return {n: env[n] for n in program.live_names(segment.stop + 1) if n in env and n not in program.constants}
 
     def _compile(self, start: int, static: dict[str, Any], dynamic: dict[str, Any]) -> Segment:
-        """Compile the graph from node `start` on, up to its end or the next graph break."""
+        """Compile the graph from node `start` on, up to its end or the next graph break; a whole-graph
+        executable that an earlier process stored is loaded instead, without tracing."""
+        key = self._stored_key(start, static, dynamic)
+        if key is not None and (stored := load_executable(key)) is not None:
+            executable, fields = stored
+            return Segment(executable, **fields)
+        segment = self._trace_and_compile(start, static, dynamic)
+        if key is not None and segment.lean:
+            store_executable(key, segment.executable, {f.name: getattr(segment, f.name) for f in
+                                                       dataclasses.fields(Segment) if f.name != "executable"})
+        return segment
+
+    def _stored_key(self, start: int, static: dict[str, Any], dynamic: dict[str, Any]) -> str | None:
+        """The on-disk key of a whole-graph executable: code, graph content, signature, options; None where
+        executables are not stored (custom registries, sharding, graph breaks, sequences, the cache off)."""
+        plain = all(isinstance(v, np.ndarray) and v.dtype != object for v in (*static.values(), *dynamic.values()))
+        if start or not plain or self.mesh is not None or self.program.registry is not REGISTRY or not cache_dir():
+            return None
+        if self._graph_digest is None:
+            self._graph_digest = graph_digest(self.program.graph)
+        parts = (
+            code_digest(), self._graph_digest, self.precision, self.program.checks, self.device.platform,
+            self.device.device_kind, self.device.id, sorted((n, v.dtype.str, v.shape) for n, v in dynamic.items()),
+            sorted((n, v.dtype.str, v.shape, hashlib.sha256(v.tobytes()).hexdigest()) for n, v in static.items()),
+        )
+        return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+    def _trace_and_compile(self, start: int, static: dict[str, Any], dynamic: dict[str, Any]) -> Segment:
         program, found = self.program, {}
         host = frozenset(n for n, v in dynamic.items() if host_numpy.is_object(v))
         traced = {n: v for n, v in dynamic.items() if n not in host}

@@ -1,12 +1,26 @@
-"""The persistent compilation cache: executables XLA compiled, kept on disk so a new process skips the compile."""
+"""The persistent compilation cache: executables XLA compiled, kept on disk so a new process skips the compile.
+
+Two levels: JAX's own persistent cache under every onnx_jax compile (a new process still traces and lowers,
+then loads XLA's result), and onnx_jax's executables keyed by the graph's content and input signature (a
+new process loads them without tracing at all).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import os
+import pickle
+import tempfile
 from collections.abc import Iterator
+from typing import Any
 
+import numpy as np
 from jax._src import config as jax_config  # the scoped (context manager) form of JAX's cache options
+from jax.experimental.serialize_executable import deserialize_and_load, serialize
+
+from .graph import Graph
 
 ENV = "ONNX_JAX_CACHE_DIR"
 
@@ -30,3 +44,85 @@ def compilation_cache() -> Iterator[None]:
         return
     with jax_config.compilation_cache_dir(path), jax_config.persistent_cache_min_compile_time_secs(0.0):
         yield
+
+
+def graph_digest(graph: Graph) -> str:
+    """A content hash of a graph: nodes, attributes (subgraphs included), initializers' bytes, opsets."""
+    h = hashlib.sha256()
+    _hash_graph(h, graph)
+    return h.hexdigest()
+
+
+def _hash_graph(h: Any, graph: Graph) -> None:
+    h.update(repr((graph.name, sorted(graph.opsets.items()), graph.inputs, graph.outputs)).encode())
+    for node in graph.nodes:
+        h.update(repr((node.op_type, node.domain, node.name, node.inputs, node.outputs, node.opset)).encode())
+        for name, value in sorted(node.attrs.items()):
+            h.update(name.encode())
+            _hash_value(h, value)
+    for name, array in sorted(graph.initializers.items()):
+        h.update(repr((name, array.dtype.str, array.shape)).encode())
+        h.update(np.ascontiguousarray(array).view(np.uint8).data if array.dtype != object else repr(array).encode())
+    for key, function in sorted(graph.functions.items()):
+        h.update(repr(key).encode() + function.SerializeToString(deterministic=True))
+
+
+def _hash_value(h: Any, value: Any) -> None:
+    if isinstance(value, Graph):
+        _hash_graph(h, value)
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            _hash_value(h, item)
+    elif isinstance(value, np.ndarray) and value.dtype != object:
+        h.update(repr((value.dtype.str, value.shape)).encode() + np.ascontiguousarray(value).view(np.uint8).data)
+    else:
+        h.update(repr(value).encode())
+
+
+def load_executable(key: str) -> tuple[Any, dict] | None:
+    """A compiled executable and what was stored beside it, or None (not there, or not loadable here)."""
+    directory = cache_dir()
+    path = os.path.join(directory, f"onnx_jax-{key}.pkl") if directory else None
+    if path is None or not os.path.exists(path):
+        return None
+    try:
+        with open(path, "rb") as f:
+            payload, in_tree, out_tree, extra = pickle.load(f)
+        return deserialize_and_load(payload, in_tree, out_tree), extra
+    except Exception:  # written by another version, truncated, ...: compile anew (and overwrite it)
+        return None
+
+
+def store_executable(key: str, executable: Any, extra: dict) -> None:
+    """Keep a compiled executable (and `extra`, picklable) for new processes; best effort, never raises."""
+    directory, temporary = cache_dir(), None
+    if not directory:
+        return
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, delete=False, suffix=".tmp") as f:
+            temporary = f.name
+            pickle.dump((*serialize(executable), extra), f)
+        os.replace(temporary, os.path.join(directory, f"onnx_jax-{key}.pkl"))
+    except Exception:
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+
+
+@functools.cache
+def code_digest() -> str:
+    """A hash of onnx_jax's own source and the versions of what compiles it: stored executables of other code
+    are never loaded."""
+    import jax
+    import jaxlib
+
+    h = hashlib.sha256(f"{jax.__version__} {jaxlib.__version__} {np.__version__}".encode())
+    package = os.path.dirname(os.path.abspath(__file__))
+    for root, dirs, files in sorted(os.walk(package)):
+        dirs.sort()
+        for name in sorted(files):
+            if name.endswith(".py"):
+                with open(os.path.join(root, name), "rb") as f:
+                    h.update(name.encode() + f.read())
+    return h.hexdigest()

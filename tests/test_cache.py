@@ -12,27 +12,31 @@ from onnx import helper
 
 SCRIPT = """
 import sys, numpy as np, onnx_jax
+from onnx_jax.backend import OnnxJaxRep
+if len(sys.argv) > 2:  # the executable must come from the cache: tracing is an error
+    OnnxJaxRep._trace_and_compile = lambda *a: sys.exit("traced")
 rep = onnx_jax.prepare(sys.argv[1])
 print(rep.run([np.arange(6, dtype=np.float32).reshape(2, 3)])[0].sum())
 """
 
 
-def _run(model_path, env_value: str | None, tmp_path) -> str:
+def _run(model_path, env_value: str | None, tmp_path, *, no_tracing: bool = False) -> str:
     """Run SCRIPT in a new process, ONNX_JAX_CACHE_DIR set to `env_value` (None: unset), the user cache in tmp_path."""
     env = {k: v for k, v in os.environ.items() if k != "ONNX_JAX_CACHE_DIR"} | {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
     if env_value is not None:
         env["ONNX_JAX_CACHE_DIR"] = env_value
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(model_path)], env=env, capture_output=True, text=True,
-                          timeout=300)
+    args = [sys.executable, "-c", SCRIPT, str(model_path)] + (["no-tracing"] if no_tracing else [])
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
 
-def _model(tmp_path):
-    node = helper.make_node("Tanh", ["x"], ["y"])
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 3])],
-                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 3])])
-    path = tmp_path / "tanh.onnx"
+def _model(tmp_path, op: str = "Tanh"):
+    nodes = [helper.make_node(op, ["x"], ["t"]), helper.make_node("Add", ["t", "bias"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 3])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 3])],
+                              initializer=[onnx.numpy_helper.from_array(np.zeros(3, np.float32), "bias")])
+    path = tmp_path / f"{op}.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     return path
 
@@ -42,9 +46,16 @@ def test_cache_dir_is_filled_once_and_reused(tmp_path):
     first = _run(path, str(cache), tmp_path)
     entries = sorted(os.listdir(cache))
     assert entries, "the first process wrote no executable"
-    assert _run(path, str(cache), tmp_path) == first
-    assert sorted(os.listdir(cache)) == entries  # the second process read it, compiled nothing new
+    assert _run(path, str(cache), tmp_path, no_tracing=True) == first  # loaded, not traced or compiled
+    assert sorted(os.listdir(cache)) == entries
     assert np.isclose(float(first), np.tanh(np.arange(6)).sum(), rtol=1e-6)
+
+
+def test_a_changed_model_is_not_served_a_stored_executable(tmp_path):
+    cache = tmp_path / "cache"
+    _run(_model(tmp_path), str(cache), tmp_path)
+    changed = _run(_model(tmp_path, "Sigmoid"), str(cache), tmp_path)  # same signature, another graph
+    assert np.isclose(float(changed), (1 / (1 + np.exp(-np.arange(6)))).sum(), rtol=1e-6)
 
 
 def test_default_dir_is_the_user_cache_dir(tmp_path):
