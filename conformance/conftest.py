@@ -19,6 +19,7 @@ REPORT = HERE.parent / "docs" / "conformance.md"
 TOTAL_CPU_TESTS = 2024
 
 os.environ.setdefault("ONNX_HOME", str(HERE / ".onnx_home"))
+os.environ.setdefault("ONNX_JAX_CACHE_DIR", "")  # thousands of tiny graphs: not for the user's compilation cache
 
 
 def read_expectations() -> dict[str, str]:

@@ -17,7 +17,15 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from onnx.backend.base import Backend, BackendRep, Device, DeviceType
 
 from . import host_numpy
-from .cache import cache_dir, code_digest, compilation_cache, graph_digest, load_executable, store_executable
+from .cache import (
+    cache_dir,
+    code_digest,
+    compilation_cache,
+    discard_executable,
+    graph_digest,
+    load_executable,
+    store_executable,
+)
 from .compiler import HostValue, Program, is_static
 from .dtypes import check_precision, x64
 from .errors import InvalidInputError
@@ -168,13 +176,25 @@ class OnnxJaxRep(BackendRep):
         executable that an earlier process stored is loaded instead, without tracing."""
         key = self._stored_key(start, static, dynamic)
         if key is not None and (stored := load_executable(key)) is not None:
-            executable, fields = stored
-            return Segment(executable, **fields)
+            segment = Segment(stored[0], **stored[1])
+            if self._executes(segment, dynamic):
+                return segment
+            discard_executable(key)
         segment = self._trace_and_compile(start, static, dynamic)
         if key is not None and segment.lean:
             store_executable(key, segment.executable, {f.name: getattr(segment, f.name) for f in
                                                        dataclasses.fields(Segment) if f.name != "executable"})
         return segment
+
+    def _executes(self, segment: Segment, dynamic: dict[str, Any]) -> bool:
+        """Whether a loaded executable runs (on zeros): XLA CPU executables serialized by some processes load
+        but miss a function ("NOT_FOUND: Function ... not found"); those are compiled anew."""
+        try:
+            with jax.enable_x64(True):
+                jax.block_until_ready(segment.executable(self._params, *(np.zeros_like(v) for v in dynamic.values())))
+        except jax.errors.JaxRuntimeError:
+            return False
+        return True
 
     def _stored_key(self, start: int, static: dict[str, Any], dynamic: dict[str, Any]) -> str | None:
         """The on-disk key of a whole-graph executable: code, graph content, signature, options; None where
@@ -212,9 +232,11 @@ class OnnxJaxRep(BackendRep):
         if program.checks:
             fn = checkify.checkify(fn, errors=checkify.user_checks)
         shardings = None if self.mesh is None else (None, *(_batch_sharding(self.mesh, v) for v in traced.values()))
-        with x64(self.precision), compilation_cache():
+        with x64(self.precision):
             # weights are arguments: closed over, XLA would get them as constants and compile far longer
-            executable = jax.jit(fn, in_shardings=shardings).lower(self._params, *traced.values()).compile()
+            lowered = jax.jit(fn, in_shardings=shardings).lower(self._params, *traced.values())
+            with compilation_cache():  # not around tracing: its eager folds would fill the cache with tiny entries
+                executable = lowered.compile()
         outputs, stop = found["outputs"], found["stop"]
         lean = (stop is None and not host and not program.checks and found["tensors"]
                 and tuple(dynamic) == program.input_names and outputs == program.output_names

@@ -93,6 +93,13 @@ def load_executable(key: str) -> tuple[Any, dict] | None:
         return None
 
 
+def discard_executable(key: str) -> None:
+    directory = cache_dir()
+    if directory:
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(directory, f"onnx_jax-{key}.pkl"))
+
+
 def store_executable(key: str, executable: Any, extra: dict) -> None:
     """Keep a compiled executable (and `extra`, picklable) for new processes; best effort, never raises."""
     directory, temporary = cache_dir(), None
