@@ -375,7 +375,7 @@ def _shape_text(shape: tuple) -> str:
 def prepare_graph(graph: Graph, device: str = "CPU", *, registry: Registry = REGISTRY, checks: bool = False,
                   optimize: bool = True, **options: Any) -> OnnxJaxRep:
     """OnnxJaxBackend.prepare for a graph already read (the CLI's path); options as there."""
-    program = Program(optimize_graph(graph) if optimize else graph, registry, checks=checks)
+    program = Program(optimize_graph(graph, registry) if optimize else graph, registry, checks=checks)
     return OnnxJaxRep(program, device, **options)
 
 

@@ -306,6 +306,16 @@ class Program:
                 NotImplementedError("cannot compute on strings or on shapes with symbolic dimensions (jax.export)"),
             ) from None
 
+    def fold_node(self, node: Node, env: Mapping[str, Value]) -> tuple[Value, ...] | None:
+        """The node's outputs as numpy data when it folds: every input known in `env` as numpy data, an op
+        that folds (not random, not a host op) and no subgraph; None otherwise."""
+        opdef = self._opdef(node)
+        args = [env.get(name) if name else None for name in node.inputs]
+        if not opdef.fold or opdef.runs_on_host(node) or _subgraphs(node) or not all(is_static(a) for a in args):
+            return None
+        results = self._call(node, args, env)
+        return results if all(isinstance(r, np.ndarray) for r in results) else None
+
     def _call(self, node: Node, args: list[Value], env: Mapping[str, Value]) -> tuple[Value, ...]:
         opdef = self._opdef(node)
         for i in opdef.static_positions(node):

@@ -11,16 +11,44 @@ from dataclasses import replace
 
 import numpy as np
 
-from .dtypes import is_float
+from .compiler import Program
+from .dtypes import is_float, x64
 from .graph import Graph, Node
+from .registry import REGISTRY, Registry
 
 INTERNAL_DOMAIN = "onnx_jax"  # ops that only the rewrites below create
 
 
-def optimize(graph: Graph) -> Graph:
-    """The inference rewrites: BatchNormalization folded into the Conv before it, channels-last conv weights,
-    Gemm weights stored the way they are multiplied."""
-    return untransposed_gemm_weights(channels_last_convs(fold_batchnorm(graph)))
+def optimize(graph: Graph, registry: Registry = REGISTRY) -> Graph:
+    """The inference rewrites: what is computed from weights alone computed once, BatchNormalization folded into
+    the Conv before it, channels-last conv weights, Gemm weights stored the way they are multiplied."""
+    return untransposed_gemm_weights(channels_last_convs(fold_batchnorm(fold_weight_expressions(graph, registry))))
+
+
+def fold_weight_expressions(graph: Graph, registry: Registry = REGISTRY) -> Graph:
+    """Nodes that compute from float weights and constants only (the Transpose of a tied embedding, the
+    DequantizeLinear of int8 weights, Casts, ...) are evaluated here once; their outputs become initializers.
+
+    For `to_jax` weights are traced parameters, so these nodes would run on every call. A node whose outputs
+    are much larger than its inputs (Expand, Tile) is left to run, so weights do not grow.
+    """
+    program = Program(graph, registry, fold_weights=True)
+    known: dict[str, np.ndarray] = dict(graph.initializers)
+    folded: set[Node] = set()
+    with x64():
+        for node in graph.nodes:
+            reads = [n for n in node.inputs if n]
+            if not reads or not all(n in known for n in reads) or not any(is_float(known[n].dtype) for n in reads):
+                continue
+            results = program.fold_node(node, known)
+            if results is None or sum(r.nbytes for r in results) > 2 * sum(known[n].nbytes for n in reads) + 2**16:
+                continue
+            known.update((name, value) for name, value in zip(node.outputs, results) if name)
+            folded.add(node)
+    if not folded:
+        return graph
+    nodes = tuple(node for node in graph.nodes if node not in folded)
+    return _without_unread(replace(graph, nodes=nodes, initializers=known))
 
 
 def fold_batchnorm(graph: Graph) -> Graph:

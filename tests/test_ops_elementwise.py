@@ -14,7 +14,7 @@ import onnx_jax
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 from onnx_jax.dtypes import is_float, to_onnx_dtype
-from oracle import TOLERANCE, arrays, node_model, shapes
+from oracle import TOLERANCE, arrays, assert_close, node_model, shapes
 
 FLOATS = [np.float32, np.float64, np.float16]
 SIGNED = [np.int8, np.int16, np.int32, np.int64]
@@ -487,3 +487,13 @@ def test_bitcast_complex_and_4_bit(x, expected):
     (y,) = onnx_jax.prepare(model).run([x])
     assert y.dtype == expected.dtype
     np.testing.assert_array_equal(y.view(np.uint8), expected.view(np.uint8))
+
+
+@pytest.mark.parametrize("exponent", [1.0, 2.0, 3.0, 4.0, 0.5, -1.0, 5.0])
+def test_pow_with_a_constant_exponent(exponent):
+    """Small integer constant exponents are lowered to multiplications (GELU's x**3); others to power."""
+    x = np.linspace(-3, 3, 24, dtype=np.float32).reshape(2, 3, 4)
+    y = np.array(exponent, np.float32)
+    model = node_model("Pow", [x, y], initializers={"x1": y})
+    ours = onnx_jax.prepare(model).run([x])
+    assert_close(ours, ReferenceEvaluator(model).run(None, {"x0": x}), rtol=1e-6, atol=1e-6)

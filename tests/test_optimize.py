@@ -109,3 +109,33 @@ def test_gemm_with_constant_transposed_weights(data):
     (node,) = optimize(read_graph(model)).nodes
     assert node.attrs["transB"] == 0 and node.attrs["transA"] == trans_a
     assert_close(onnx_jax.prepare(model).run([a]), ReferenceEvaluator(model).run(None, {"x0": a}), atol=1e-5)
+
+
+def test_expressions_of_weights_are_computed_once():
+    """Transpose of a (tied) weight and DequantizeLinear of int8 weights fold into initializers; an Expand that
+    would grow the weights stays a node."""
+    rng = np.random.default_rng(7)
+    inits = {
+        "w": rng.standard_normal((5, 4)).astype(np.float32),
+        "q": rng.integers(-128, 127, (5, 3), dtype=np.int8),
+        "scale": np.array(0.05, np.float32),
+        "row": rng.standard_normal((1, 3)).astype(np.float32),
+        "big": np.array([100_000, 3], np.int64),  # 1.2 MB from 12 bytes
+    }
+    nodes = [
+        helper.make_node("Transpose", ["w"], ["wt"], name="transpose"),
+        helper.make_node("MatMul", ["x", "wt"], ["h"], name="matmul"),
+        helper.make_node("DequantizeLinear", ["q", "scale"], ["dq"], name="dequantize"),
+        helper.make_node("MatMul", ["h", "dq"], ["y"], name="matmul_q"),
+        helper.make_node("Expand", ["row", "big"], ["grown"], name="expand"),
+    ]
+    graph = helper.make_graph(
+        nodes, "weights", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 4])],
+        [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in ("y", "grown")],
+        initializer=[onnx.numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    optimized = optimize(read_graph(model))
+    assert _ops(optimized) == [("", "MatMul"), ("", "MatMul"), ("", "Expand")]
+    x = rng.standard_normal((2, 4)).astype(np.float32)
+    assert_close(onnx_jax.prepare(model).run([x]), ReferenceEvaluator(model).run(None, {"x": x}), atol=1e-5)

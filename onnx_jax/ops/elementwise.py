@@ -47,6 +47,10 @@ def _pow(x, y):
     dtype = jnp.result_type(x)
     if not is_float(dtype) and is_float(jnp.result_type(y)):  # integer base, float exponent: truncate the result
         return jnp.power(jnp.asarray(x, jnp.promote_types(jnp.result_type(y), jnp.float32)), y).astype(dtype)
+    if is_float(dtype) and isinstance(y, np.ndarray) and y.size == 1 and y.ndim <= jnp.ndim(x):
+        k = float(y.reshape(()))
+        if k.is_integer() and 1 <= k <= 4:  # GELU's x**3: multiplications, not exp(3 log x)
+            return lax.integer_pow(x, int(k))
     return jnp.power(x, jnp.asarray(y, dtype))
 
 
