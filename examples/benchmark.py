@@ -3,6 +3,9 @@
 Usage: python examples/benchmark.py [--runs N] [--batch 1 8] [--models NAME ...] [--models-dir DIR] [--json FILE]
 (needs '.[test]': torch, transformers, onnxruntime, scikit-learn). Run it by hand on a quiet machine.
 
+Each runtime is timed in blocks of calls, not call by call in turn: onnxruntime's worker threads spin for a
+while after each run and would take the cores from whatever runs next (this made onnx_jax look 20-30% slower).
+
 Models: a one-node Add (per-call overhead, not in the means), the ones in ../shared/models (their io.npz inputs, tiled along a symbolic batch axis for batch 8), the
 transformers graphs of examples/export_models.py at the `bench` size with both torch exporters (exported once
 into --models-dir), and a 100-tree random forest at batch 10,000. Each model runs in its own process, so the
@@ -142,12 +145,13 @@ def bench_one(name: str, batches: list[int], runs: int, models_dir: Path) -> dic
             for call in calls.values():
                 call()
         repeat = 200 if name == ONE_NODE else 1  # microseconds: time 200 calls at a time
-        for _ in range(runs):
+        for _ in range(2):  # two rounds of blocks, so slow drifts of the machine hit both runtimes
             for key, call in calls.items():
-                start = time.perf_counter()
-                for _ in range(repeat):
-                    call()
-                times[key].append((time.perf_counter() - start) / repeat)
+                for _ in range(runs // 2):
+                    start = time.perf_counter()
+                    for _ in range(repeat):
+                        call()
+                    times[key].append((time.perf_counter() - start) / repeat)
         items = len(next(iter(feeds.values())))
         entry = {"batch": batch, "items": items, "max_abs_diff": diff}
         for key, first in (("onnx_jax", prepare_s + first_s if batch == batches[0] else first_s),

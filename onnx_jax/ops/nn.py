@@ -114,18 +114,26 @@ def ConvChannelsLast(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1
     """ONNX Conv on channels-first data with (spatial..., I, O) weights, made by onnx_jax.optimize.
 
     It computes channels-last, the layout XLA's CPU convolution uses (XLA cancels the transposes between
-    neighbouring convs); a 1x1 convolution without padding is a strided slice and a matmul.
+    neighbouring convs), and avoids XLA's convolution where a matmul or a fused loop is faster (measured in
+    docs/performance.md): 1x1 convolutions are a strided slice and a matmul, depthwise ones a multiply-add over
+    the kernel taps. (A matmul of im2col patches measured no faster than XLA's convolution, and slower on small
+    images.)
     """
     n = w.ndim - 2
     strides, dilations = _per_axis(strides, n, 1), _per_axis(dilations, n, 1)
     padding = _padding(auto_pad, pads, x.shape[2:], w.shape[:n], strides, dilations)
     acc = _acc_dtype(x.dtype)
     x_last = jnp.moveaxis(x, 1, -1)
-    if group == 1 and all(k == 1 for k in w.shape[:n]) and all(p == (0, 0) for p in padding):
+    kernel, taps = w.shape[:n], math.prod(w.shape[:n])
+    if group == 1 and taps == 1 and all(p == (0, 0) for p in padding):
         x_last = x_last[(slice(None), *(slice(None, None, s) for s in strides))]
         y = jnp.matmul(x_last, w.reshape(w.shape[n:]), preferred_element_type=acc)
-    elif group == x.shape[1] and w.shape[n] == 1 and math.prod(w.shape[:n]) <= _MAX_DEPTHWISE_TAPS:
-        y = _depthwise(x_last, w, strides, padding, dilations, acc)
+    elif group == x.shape[1] and w.shape[n] == 1 and taps <= _MAX_DEPTHWISE_TAPS:
+        if (multiplier := w.shape[-1] // x.shape[1]) > 1:
+            x_last = jnp.repeat(x_last, multiplier, axis=-1)
+        y = jnp.zeros((), acc)
+        for tap, window in _windows(x_last, kernel, strides, padding, dilations):
+            y = y + window.astype(acc) * w[tap][0].astype(acc)
     else:
         spatial = "DHW"[-n:]
         y = lax.conv_general_dilated(
@@ -139,22 +147,19 @@ def ConvChannelsLast(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1
 _MAX_DEPTHWISE_TAPS = 49  # kernels up to 7x7 as shifted multiply-adds; larger ones go to XLA's convolution
 
 
-def _depthwise(x, w, strides, padding, dilations, acc):
-    """A depthwise convolution (one input channel per group), channels-last, as a sum of shifted products.
+def _output_sizes(x, kernel, strides, padding, dilations) -> list[int]:
+    """Spatial output sizes of a channels-last convolution."""
+    return [(x.shape[1 + i] + lo + hi - (k - 1) * d - 1) // s + 1
+            for i, (k, s, (lo, hi), d) in enumerate(zip(kernel, strides, padding, dilations))]
 
-    XLA's CPU grouped convolution is several times slower than this fused multiply-add over the kernel taps.
-    """
-    n = w.ndim - 2
-    if (multiplier := w.shape[-1] // x.shape[-1]) > 1:
-        x = jnp.repeat(x, multiplier, axis=-1)
+
+def _windows(x, kernel, strides, padding, dilations):
+    """(tap, the padded channels-last input seen through that kernel tap), for every tap of the kernel."""
+    sizes = _output_sizes(x, kernel, strides, padding, dilations)
     x = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), *((lo, hi, 0) for lo, hi in padding), (0, 0, 0)])
-    kernel = w.shape[:n]
-    sizes = [(x.shape[1 + i] - (k - 1) * d - 1) // s + 1 for i, (k, d, s) in enumerate(zip(kernel, dilations, strides))]
-    y = jnp.zeros((x.shape[0], *sizes, x.shape[-1]), acc)
     for tap in itertools.product(*map(range, kernel)):
         window = tuple(slice(t * d, t * d + (size - 1) * s + 1, s) for t, d, s, size in zip(tap, dilations, strides, sizes))
-        y = y + x[(slice(None), *window)].astype(acc) * w[tap][0].astype(acc)
-    return y
+        yield tap, x[(slice(None), *window)]
 
 
 @op("ConvTranspose", 1)
