@@ -20,7 +20,6 @@ from . import host_numpy
 from .cache import (
     cache_dir,
     code_digest,
-    compilation_cache,
     discard_executable,
     graph_digest,
     load_executable,
@@ -62,6 +61,7 @@ class Segment:
     checked: bool = False  # the executable also returns a checkify error (checked mode)
     lean: bool = False  # takes the model's inputs and returns exactly its outputs: run() calls it directly
     needs_x64: bool = True  # takes 64-bit arrays, which JAX only accepts with x64 enabled
+    stored: str | None = None  # the on-disk key it was loaded from: not yet known to execute in this process
 
     def run(self, params: tuple[Any, ...], values: list[Any]) -> dict[str, Any]:
         if not self.host and not self.checked:
@@ -135,12 +135,23 @@ class OnnxJaxRep(BackendRep):
         else:
             segment = self._cache_get(key) or self._cache_put(key, self._compile_first(arrays))
             self._last = (key, segment)
-        if segment.lean and not segment.needs_x64:
-            return tuple([np.asarray(r) for r in segment.executable(self._params, *arrays)])
-        with jax.enable_x64(True):
-            if segment.lean:
+        try:
+            if segment.lean and not segment.needs_x64:
                 return tuple([np.asarray(r) for r in segment.executable(self._params, *arrays)])
-            values = segment.run(self._params, [a for a, static in zip(arrays, self._static) if not static])
+            with jax.enable_x64(True):
+                if segment.lean:
+                    return tuple([np.asarray(r) for r in segment.executable(self._params, *arrays)])
+                values = segment.run(self._params, [a for a, static in zip(arrays, self._static) if not static])
+        except jax.errors.JaxRuntimeError:
+            if segment.stored is None:
+                raise
+            # XLA CPU executables serialized by some processes load but miss a function ("NOT_FOUND: Function
+            # ... not found"): drop it and compile anew
+            discard_executable(segment.stored)
+            with self._lock:
+                self._cache.pop(key, None)
+            self._last = None
+            return self.run(inputs)
         if segment.stop is not None:
             values = self._run_breaks(key, segment, values)
         return tuple(_to_numpy(values[name]) for name in self.output_names)
@@ -176,25 +187,12 @@ class OnnxJaxRep(BackendRep):
         executable that an earlier process stored is loaded instead, without tracing."""
         key = self._stored_key(start, static, dynamic)
         if key is not None and (stored := load_executable(key)) is not None:
-            segment = Segment(stored[0], **stored[1])
-            if self._executes(segment, dynamic):
-                return segment
-            discard_executable(key)
+            return Segment(stored[0], **{**stored[1], "stored": key})
         segment = self._trace_and_compile(start, static, dynamic)
         if key is not None and segment.lean:
             store_executable(key, segment.executable, {f.name: getattr(segment, f.name) for f in
                                                        dataclasses.fields(Segment) if f.name != "executable"})
         return segment
-
-    def _executes(self, segment: Segment, dynamic: dict[str, Any]) -> bool:
-        """Whether a loaded executable runs (on zeros): XLA CPU executables serialized by some processes load
-        but miss a function ("NOT_FOUND: Function ... not found"); those are compiled anew."""
-        try:
-            with jax.enable_x64(True):
-                jax.block_until_ready(segment.executable(self._params, *(np.zeros_like(v) for v in dynamic.values())))
-        except jax.errors.JaxRuntimeError:
-            return False
-        return True
 
     def _stored_key(self, start: int, static: dict[str, Any], dynamic: dict[str, Any]) -> str | None:
         """The on-disk key of a whole-graph executable: code, graph content, signature, options; None where
@@ -234,9 +232,7 @@ class OnnxJaxRep(BackendRep):
         shardings = None if self.mesh is None else (None, *(_batch_sharding(self.mesh, v) for v in traced.values()))
         with x64(self.precision):
             # weights are arguments: closed over, XLA would get them as constants and compile far longer
-            lowered = jax.jit(fn, in_shardings=shardings).lower(self._params, *traced.values())
-            with compilation_cache():  # not around tracing: its eager folds would fill the cache with tiny entries
-                executable = lowered.compile()
+            executable = jax.jit(fn, in_shardings=shardings).lower(self._params, *traced.values()).compile()
         outputs, stop = found["outputs"], found["stop"]
         lean = (stop is None and not host and not program.checks and found["tensors"]
                 and tuple(dynamic) == program.input_names and outputs == program.output_names

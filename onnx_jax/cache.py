@@ -1,8 +1,10 @@
-"""The persistent compilation cache: executables XLA compiled, kept on disk so a new process skips the compile.
+"""The persistent compilation cache: whole-graph executables kept on disk, so a new process skips tracing and
+compiling.
 
-Two levels: JAX's own persistent cache under every onnx_jax compile (a new process still traces and lowers,
-then loads XLA's result), and onnx_jax's executables keyed by the graph's content and input signature (a
-new process loads them without tracing at all).
+Entries are keyed by onnx_jax's code, the graph's content and the input signature. JAX's own persistent cache
+is not used underneath: an XLA CPU executable that JAX loaded from its cache serializes without all of its
+functions ("NOT_FOUND: Function ... not found" when the copy runs). Where the user configured JAX's cache
+themselves, onnx_jax leaves executables to it and stores none.
 """
 
 from __future__ import annotations
@@ -13,11 +15,10 @@ import hashlib
 import os
 import pickle
 import tempfile
-from collections.abc import Iterator
 from typing import Any
 
+import jax
 import numpy as np
-from jax._src import config as jax_config  # the scoped (context manager) form of JAX's cache options
 from jax.experimental.serialize_executable import deserialize_and_load, serialize
 
 from .graph import Graph
@@ -26,24 +27,15 @@ ENV = "ONNX_JAX_CACHE_DIR"
 
 
 def cache_dir() -> str | None:
-    """$ONNX_JAX_CACHE_DIR when set (empty: no cache), else onnx_jax/xla in the user's cache dir."""
+    """$ONNX_JAX_CACHE_DIR when set (empty: no cache), else onnx_jax/xla in the user's cache dir; None where the
+    user configured JAX's own persistent cache."""
+    if jax.config.jax_compilation_cache_dir:
+        return None
     value = os.environ.get(ENV)
     if value is not None:
         return value or None
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "onnx_jax", "xla")
-
-
-@contextlib.contextmanager
-def compilation_cache() -> Iterator[None]:
-    """Scope onnx_jax's compiles: JAX's persistent cache in cache_dir(), every executable kept however fast it
-    compiled. A cache directory the user configured for JAX wins; the user's own JAX settings stay as they were."""
-    path = jax_config.compilation_cache_dir.value or cache_dir()
-    if path is None:
-        yield
-        return
-    with jax_config.compilation_cache_dir(path), jax_config.persistent_cache_min_compile_time_secs(0.0):
-        yield
 
 
 def graph_digest(graph: Graph) -> str:
@@ -121,7 +113,6 @@ def store_executable(key: str, executable: Any, extra: dict) -> None:
 def code_digest() -> str:
     """A hash of onnx_jax's own source and the versions of what compiles it: stored executables of other code
     are never loaded."""
-    import jax
     import jaxlib
 
     h = hashlib.sha256(f"{jax.__version__} {jaxlib.__version__} {np.__version__}".encode())
