@@ -531,12 +531,12 @@ def _graph_breaks(graph: Graph, plan: Mapping[Node, Any]) -> tuple[list[dict[str
         all_static = all(n in static for n in node.inputs if n)
         values = [s for v in node.attrs.values() for s in (v if isinstance(v, tuple) else (v,))]
         has_subgraph = any(isinstance(s, Graph) for s in values)
-        if opdef is not None and opdef.host and not all_static:
+        if opdef is not None and opdef.runs_on_host(node) and not all_static:
             breaks.append({"node": node.name, "op_type": node.op_type})
         if opdef is not None and (opdef.shape_only or (opdef.fold and all_static and not has_subgraph)):
             static.update(n for n in node.outputs if n)
     top = set(graph.nodes)
-    inner = [{"node": n.name, "op_type": n.op_type} for n, d in plan.items() if d.host and n not in top]
+    inner = [{"node": n.name, "op_type": n.op_type} for n, d in plan.items() if d.runs_on_host(n) and n not in top]
     return breaks, inner
 
 

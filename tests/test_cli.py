@@ -277,3 +277,21 @@ def test_docs_operator_table_is_generated_from_the_registry():
                           timeout=300, cwd=root)
     assert done.returncode == 0, done.stderr
     assert done.stdout == (root / "docs" / "operators.md").read_text()
+
+
+def test_check_counts_per_node_host_ops_only_where_they_run_on_the_host(tmp_path, capsys):
+    """LabelEncoder is a host op only with string keys or values: an int -> int one is no graph break."""
+    def label_encoder(keys: dict) -> Path:
+        node = helper.make_node("LabelEncoder", ["x"], ["y"], domain="ai.onnx.ml", **keys)
+        x_type = onnx.TensorProto.STRING if "keys_strings" in keys else onnx.TensorProto.INT64
+        graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", x_type, [3])],
+                                  [helper.make_tensor_value_info("y", onnx.TensorProto.INT64, [3])])
+        path = tmp_path / f"encoder{len(list(tmp_path.iterdir()))}.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                          helper.make_opsetid("ai.onnx.ml", 2)]), path)
+        return path
+
+    for keys, segments in (({"keys_int64s": [1, 2], "values_int64s": [5, 6]}, 1),
+                           ({"keys_strings": ["a", "b"], "values_int64s": [5, 6]}, 2)):
+        assert cli.main(["--json", "check", str(label_encoder(keys))]) == 0
+        assert json.loads(capsys.readouterr().out)["segments"] == segments
