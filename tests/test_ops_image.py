@@ -241,3 +241,12 @@ def test_image_decoder_without_pillow_names_the_node_and_the_fix(monkeypatch):
     monkeypatch.setitem(sys.modules, "PIL", None)  # makes `import PIL` fail
     with pytest.raises(NodeExecutionError, match=r"decode_photo.*pip install pillow"):
         ours(model, [encoded])
+
+
+@pytest.mark.parametrize("scale", [2.0, 3.0, 0.5])
+def test_resize_nearest_by_integer_factors(scale):
+    """Integer upsampling (a repeat) and downsampling (a strided slice) need no gather: same results."""
+    x = np.arange(2 * 3 * 6 * 4, dtype=np.float32).reshape(2, 3, 6, 4)
+    scales = np.array([1, 1, scale, scale], np.float32)
+    check_node("Resize", [x, None, scales], opset=19, mode="nearest", coordinate_transformation_mode="asymmetric",
+               nearest_mode="floor")
