@@ -33,6 +33,7 @@ from .optimize import optimize as optimize_graph
 from .registry import REGISTRY, Registry
 
 DEFAULT_CACHE_SIZE = 32  # compiled executables kept per prepared model (one per input signature)
+SMALL_CONSTANT = 16  # float initializers up to this many elements are compiled in as constants, not arguments
 
 
 def jax_device(device: str = "CPU") -> jax.Device:
@@ -371,7 +372,8 @@ def _shape_text(shape: tuple) -> str:
 def prepare_graph(graph: Graph, device: str = "CPU", *, registry: Registry = REGISTRY, checks: bool = False,
                   optimize: bool = True, **options: Any) -> OnnxJaxRep:
     """OnnxJaxBackend.prepare for a graph already read (the CLI's path); options as there."""
-    program = Program(optimize_graph(graph, registry) if optimize else graph, registry, checks=checks)
+    program = Program(optimize_graph(graph, registry) if optimize else graph, registry, checks=checks,
+                      constant_size=SMALL_CONSTANT)
     return OnnxJaxRep(program, device, **options)
 
 

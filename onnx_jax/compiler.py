@@ -157,8 +157,16 @@ class Program:
     """A graph ready to trace: ops resolved, initializers split into trainable params and constants."""
 
     def __init__(
-        self, graph: Graph, registry: Registry = REGISTRY, *, fold_weights: bool = False, checks: bool = False
+        self,
+        graph: Graph,
+        registry: Registry = REGISTRY,
+        *,
+        fold_weights: bool = False,
+        checks: bool = False,
+        constant_size: int = 0,
     ):
+        """`fold_weights`: every float initializer is a constant; `constant_size`: those of at most that many
+        elements are (prepare: scalars like a Pow exponent, which the lowerings and XLA then fold)."""
         self.graph = graph
         self.checks = checks
         self.registry = registry
@@ -166,7 +174,8 @@ class Program:
         self.static_names = static_names(graph, self.plan)
         inits = graph.initializers
         self.params = {
-            n: a for n, a in inits.items() if is_float(a.dtype) and n not in self.static_names and not fold_weights
+            n: a for n, a in inits.items()
+            if is_float(a.dtype) and n not in self.static_names and not fold_weights and a.size > constant_size
         }
         self.constants = {n: a for n, a in inits.items() if n not in self.params}
         self.input_names = tuple(i.name for i in graph.inputs)

@@ -345,14 +345,14 @@ def MatMulNBits(A, B, scales, zero_points=None, g_idx=None, bias=None, *, K=None
     each block with a scale and a zero point (2^(bits-1) unless given, packed uint8 or in A's type)."""
     blocks = -(-K // block_size)
     weight = _unpack_bits(jnp.reshape(B, (N, -1)), bits, blocks * block_size)[:, :K].astype(jnp.float32)
-    scale = jnp.reshape(scales, (N, blocks)).astype(jnp.float32)
+    scale = jnp.reshape(jnp.asarray(scales, jnp.float32), (N, blocks))  # may be numpy (a small constant)
     if zero_points is None:
         zero = jnp.full((N, blocks), 2 ** (bits - 1), jnp.float32)
     elif zero_points.dtype == jnp.uint8:
         zero = _unpack_bits(jnp.reshape(zero_points, (N, -1)), bits, blocks).astype(jnp.float32)
     else:
-        zero = jnp.reshape(zero_points, (N, blocks)).astype(jnp.float32)
-    block = jnp.arange(K) // block_size if g_idx is None else g_idx
+        zero = jnp.reshape(jnp.asarray(zero_points, jnp.float32), (N, blocks))
+    block = np.arange(K) // block_size if g_idx is None else g_idx
     weight = (weight - zero[:, block]) * scale[:, block]
     y = jnp.matmul(_compute(A), weight.T)
     if bias is not None:
