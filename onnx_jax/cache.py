@@ -71,10 +71,14 @@ def _hash_value(h: Any, value: Any) -> None:
         h.update(repr(value).encode())
 
 
+def _entry(key: str) -> str | None:
+    directory = cache_dir()
+    return os.path.join(directory, f"onnx_jax-{key}.pkl") if directory else None
+
+
 def load_executable(key: str) -> tuple[Any, dict] | None:
     """A compiled executable and what was stored beside it, or None (not there, or not loadable here)."""
-    directory = cache_dir()
-    path = os.path.join(directory, f"onnx_jax-{key}.pkl") if directory else None
+    path = _entry(key)
     if path is None or not os.path.exists(path):
         return None
     try:
@@ -86,10 +90,9 @@ def load_executable(key: str) -> tuple[Any, dict] | None:
 
 
 def discard_executable(key: str) -> None:
-    directory = cache_dir()
-    if directory:
+    if (path := _entry(key)) is not None:
         with contextlib.suppress(OSError):
-            os.unlink(os.path.join(directory, f"onnx_jax-{key}.pkl"))
+            os.unlink(path)
 
 
 def store_executable(key: str, executable: Any, extra: dict) -> None:
@@ -102,7 +105,7 @@ def store_executable(key: str, executable: Any, extra: dict) -> None:
         with tempfile.NamedTemporaryFile(dir=directory, delete=False, suffix=".tmp") as f:
             temporary = f.name
             pickle.dump((*serialize(executable), extra), f)
-        os.replace(temporary, os.path.join(directory, f"onnx_jax-{key}.pkl"))
+        os.replace(temporary, _entry(key))
     except Exception:
         if temporary is not None:
             with contextlib.suppress(OSError):

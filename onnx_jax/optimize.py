@@ -83,23 +83,13 @@ def channels_last_convs(graph: Graph) -> Graph:
     XLA's CPU convolution works channels-last: given ONNX's (O, I, spatial...) weights it transposes them on
     every call; the internal op takes (spatial..., I, O) weights and turns 1x1 convolutions into matmuls.
     """
-    inits, taken = dict(graph.initializers), _names(graph)
-    moved: dict[str, str] = {}
-    nodes = []
-    for node in graph.nodes:
-        weight = node.inputs[1] if node.op_type == "Conv" and node.domain == "" and len(node.inputs) > 1 else None
-        if weight not in inits or not is_float(inits[weight].dtype) or not 3 <= inits[weight].ndim <= 5:
-            nodes.append(node)
-            continue
-        if weight not in moved:
-            moved[weight] = _fresh(f"{weight}/channels_last", taken)
-            inits[moved[weight]] = np.ascontiguousarray(np.moveaxis(inits[weight], (0, 1), (-1, -2)))
-        inputs = (node.inputs[0], moved[weight], *node.inputs[2:])
-        nodes.append(replace(node, domain=INTERNAL_DOMAIN, opset=1, inputs=inputs))
-    if not moved:
-        return graph
-    opsets = {**graph.opsets, INTERNAL_DOMAIN: 1}
-    return _without_unread(replace(graph, nodes=tuple(nodes), initializers=inits, opsets=opsets))
+    moved = _relayout_weights(
+        graph, "channels_last",
+        wants=lambda node, w: node.op_type == "Conv" and 3 <= w.ndim <= 5,
+        layout=lambda w: np.moveaxis(w, (0, 1), (-1, -2)),
+        rewrite=lambda node: replace(node, domain=INTERNAL_DOMAIN, opset=1),
+    )
+    return graph if moved is graph else replace(moved, opsets={**graph.opsets, INTERNAL_DOMAIN: 1})
 
 
 def untransposed_gemm_weights(graph: Graph) -> Graph:
@@ -108,19 +98,29 @@ def untransposed_gemm_weights(graph: Graph) -> Graph:
     At batch 1 XLA's CPU matrix-vector product copies a transposed weight on every call (15x slower for a
     512x2048 Linear); stored (K, N) it is read in place.
     """
+    return _relayout_weights(
+        graph, "transposed",
+        wants=lambda node, w: node.op_type == "Gemm" and bool(node.attrs.get("transB")) and w.ndim == 2,
+        layout=lambda w: w.T,
+        rewrite=lambda node: replace(node, attrs={**node.attrs, "transB": 0}),
+    )
+
+
+def _relayout_weights(graph: Graph, suffix: str, *, wants, layout, rewrite) -> Graph:
+    """Default-domain nodes whose second input is a constant float weight they `want` read a copy of it in
+    another `layout`, made once (shared by every node reading the same weight); each node is `rewrite`n."""
     inits, taken = dict(graph.initializers), _names(graph)
     moved: dict[str, str] = {}
     nodes = []
     for node in graph.nodes:
-        weight = node.inputs[1] if node.op_type == "Gemm" and node.domain == "" and node.attrs.get("transB") else None
-        if weight not in inits or not is_float(inits[weight].dtype) or inits[weight].ndim != 2:
+        weight = node.inputs[1] if node.domain == "" and len(node.inputs) > 1 else None
+        if weight not in inits or not is_float(inits[weight].dtype) or not wants(node, inits[weight]):
             nodes.append(node)
             continue
         if weight not in moved:
-            moved[weight] = _fresh(f"{weight}/transposed", taken)
-            inits[moved[weight]] = np.ascontiguousarray(inits[weight].T)
-        inputs = (node.inputs[0], moved[weight], *node.inputs[2:])
-        nodes.append(replace(node, inputs=inputs, attrs={**node.attrs, "transB": 0}))
+            moved[weight] = _fresh(f"{weight}/{suffix}", taken)
+            inits[moved[weight]] = np.ascontiguousarray(layout(inits[weight]))
+        nodes.append(rewrite(replace(node, inputs=(node.inputs[0], moved[weight], *node.inputs[2:]))))
     if not moved:
         return graph
     return _without_unread(replace(graph, nodes=tuple(nodes), initializers=inits))
