@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -34,6 +35,10 @@ from .registry import REGISTRY, Registry
 
 DEFAULT_CACHE_SIZE = 32  # compiled executables kept per prepared model (one per input signature)
 SMALL_CONSTANT = 16  # float initializers up to this many elements are compiled in as constants, not arguments
+# XLA CPU runs convolutions through YNNPACK by default, 1.2-2x slower than its Eigen kernels on the benchmark's
+# CNNs (docs/performance.md); dots stay with YNNPACK
+YNN_OPTION = "xla_cpu_experimental_ynn_fusion_type"
+CPU_COMPILER_OPTIONS = {YNN_OPTION: "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 
 
 def jax_device(device: str = "CPU") -> jax.Device:
@@ -233,7 +238,8 @@ class OnnxJaxRep(BackendRep):
         shardings = None if self.mesh is None else (None, *(_batch_sharding(self.mesh, v) for v in traced.values()))
         with x64(self.precision):
             # weights are arguments: closed over, XLA would get them as constants and compile far longer
-            executable = jax.jit(fn, in_shardings=shardings).lower(self._params, *traced.values()).compile()
+            lowered = jax.jit(fn, in_shardings=shardings).lower(self._params, *traced.values())
+            executable = _compile_lowered(lowered, self.device)
         outputs, stop = found["outputs"], found["stop"]
         lean = (stop is None and not host and not program.checks and found["tensors"]
                 and tuple(dynamic) == program.input_names and outputs == program.output_names
@@ -282,6 +288,19 @@ class OnnxJaxRep(BackendRep):
                     f"the model takes {len(self._inputs)} input(s) {list(self.input_names)}, got {len(values)}"
                 )
         return [_as_array(v, info) for v, info in zip(values, self._inputs)]
+
+
+def _compile_lowered(lowered: jax.stages.Lowered, device: jax.Device) -> jax.stages.Compiled:
+    """XLA-compile with onnx_jax's CPU options, unless the user chose YNNPACK's fusions in XLA_FLAGS or this
+    jaxlib does not know the option."""
+    if device.platform != "cpu" or YNN_OPTION in os.environ.get("XLA_FLAGS", ""):
+        return lowered.compile()
+    try:
+        return lowered.compile(CPU_COMPILER_OPTIONS)
+    except jax.errors.JaxRuntimeError as e:
+        if YNN_OPTION not in str(e):
+            raise
+        return lowered.compile()
 
 
 def _batch_mesh(devices: Sequence[jax.Device] | None) -> Mesh | None:

@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import onnx
+import onnx.reference
 import pytest
 from onnx import helper
 
@@ -72,3 +73,44 @@ def test_devices_must_be_jax_devices():
         onnx_jax.prepare(helper.make_model(helper.make_graph([], "g", [], [])), devices=["cpu:0"])
     with pytest.raises(ValueError, match="precision must be one of"):
         onnx_jax.prepare(helper.make_model(helper.make_graph([], "g", [], [])), precision="fast")
+
+
+def _conv(path):
+    w = np.random.default_rng(3).standard_normal((64, 64, 3, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], "conv",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 64, 28, 28])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 64, 28, 28])],
+        initializer=[onnx.numpy_helper.from_array(w, "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def test_cpu_convolutions_compile_to_eigen_not_ynnpack(tmp_path):
+    import onnx_jax
+
+    _conv(tmp_path / "conv.onnx")
+    rep = onnx_jax.prepare(tmp_path / "conv.onnx")
+    x = np.random.default_rng(4).standard_normal((1, 64, 28, 28)).astype(np.float32)
+    y = rep.run([x])[0]
+    hlo = next(iter(rep._cache.values())).executable.as_text()
+    assert "convolution(" in hlo and "__ynn_fusion" not in hlo
+    expected = onnx.reference.ReferenceEvaluator(str(tmp_path / "conv.onnx")).run(None, {"x": x})[0]
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-4)  # sums of 576 terms of size ~1
+
+
+CHOSEN = """
+import sys, numpy as np, onnx_jax
+rep = onnx_jax.prepare(sys.argv[1])
+rep.run([np.ones((1, 64, 28, 28), np.float32)])
+print("__ynn_fusion" in next(iter(rep._cache.values())).executable.as_text())
+"""
+
+
+def test_ynnpack_choice_in_xla_flags_is_kept(tmp_path):
+    _conv(tmp_path / "conv.onnx")
+    flags = "--xla_cpu_experimental_ynn_fusion_type=individual_dot,individual_convolution"
+    env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu", "ONNX_JAX_CACHE_DIR": ""}
+    done = subprocess.run([sys.executable, "-c", CHOSEN, str(tmp_path / "conv.onnx")], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"
