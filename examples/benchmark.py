@@ -4,13 +4,15 @@ Usage: python examples/benchmark.py [--runs N] [--batch 1 8] [--models NAME ...]
 (needs '.[test]': torch, transformers, onnxruntime, scikit-learn). Run it by hand on a quiet machine.
 
 Each runtime is timed in blocks of calls, not call by call in turn: onnxruntime's worker threads spin for a
-while after each run and would take the cores from whatever runs next (this made onnx_jax look 20-30% slower).
+while after each run and would take the cores from whatever runs next (this made onnx_jax look 20-30% slower);
+each block starts after a 0.1 s pause. A sample of a sub-millisecond model is the mean of as many calls as take
+about a millisecond.
 
 Models: a one-node Add (per-call overhead, not in the means), the ones in ../shared/models (their io.npz inputs, tiled along a symbolic batch axis for batch 8), the
 transformers graphs of examples/export_models.py at the `bench` size with both torch exporters (exported once
 into --models-dir), and a 100-tree random forest at batch 10,000. Each model runs in its own process, so the
 peak RSS is that model's (both runtimes together). Per model and batch: prepare + first call (compile)
-time, median and p90 latency over --runs interleaved calls, throughput, and onnx_jax/onnxruntime latency ratio;
+time, median and p90 latency over --runs samples, throughput, and onnx_jax/onnxruntime latency ratio;
 then the geometric mean of the ratios per batch size.
 """
 
@@ -24,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +114,7 @@ def _one_node(models_dir: Path, batch: int) -> tuple[Path, dict[str, np.ndarray]
 
 
 def bench_one(name: str, batches: list[int], runs: int, models_dir: Path) -> dict:
-    """Time one model in this process: both runtimes, every batch size, calls interleaved."""
+    """Time one model in this process: both runtimes, every batch size, in blocks per runtime."""
     import onnxruntime as ort
 
     import onnx_jax
@@ -141,17 +144,15 @@ def bench_one(name: str, batches: list[int], runs: int, models_dir: Path) -> dic
                     if getattr(a, "dtype", None) is not None and a.dtype.kind == "f" and a.size), default=0.0)
         times: dict[str, list[float]] = {"onnx_jax": [], "onnxruntime": []}
         calls = {"onnx_jax": lambda: rep.run(feeds), "onnxruntime": lambda: session.run(None, feeds)}
-        for _ in range(2):  # warm-up
-            for call in calls.values():
-                call()
-        repeat = 200 if name == ONE_NODE else 1  # microseconds: time 200 calls at a time
+        repeat = {key: _calls_per_sample(call) for key, call in calls.items()}
         for _ in range(2):  # two rounds of blocks, so slow drifts of the machine hit both runtimes
             for key, call in calls.items():
+                time.sleep(0.1)  # onnxruntime's workers spin after a run: let them settle before the next block
                 for _ in range(runs // 2):
                     start = time.perf_counter()
-                    for _ in range(repeat):
+                    for _ in range(repeat[key]):
                         call()
-                    times[key].append((time.perf_counter() - start) / repeat)
+                    times[key].append((time.perf_counter() - start) / repeat[key])
         items = len(next(iter(feeds.values())))
         entry = {"batch": batch, "items": items, "max_abs_diff": diff}
         for key, first in (("onnx_jax", prepare_s + first_s if batch == batches[0] else first_s),
@@ -163,6 +164,16 @@ def bench_one(name: str, batches: list[int], runs: int, models_dir: Path) -> dic
         results.append(entry)
     return {"model": name, "results": results,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _calls_per_sample(call: Any) -> int:
+    """Warm up, then how many calls one timed sample makes: enough for about a millisecond, so timer
+    resolution and scheduler jitter do not decide sub-millisecond models."""
+    for _ in range(2):
+        call()
+    start = time.perf_counter()
+    call()
+    return max(1, min(200, math.ceil(1e-3 / (time.perf_counter() - start))))
 
 
 def run_isolated(name: str, batches: list[int], runs: int, models_dir: Path) -> dict:
