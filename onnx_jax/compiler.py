@@ -323,6 +323,8 @@ class Program:
         if not opdef.fold or opdef.runs_on_host(node) or _subgraphs(node) or not all(is_static(a) for a in args):
             return None
         results = self._call(node, args, env)
+        if opdef.host_tail is not None and (tail := opdef.host_tail(node)) is not None:
+            results = self._run_tail(node, tail, results)  # label indices to string labels, as evaluation does
         return results if all(isinstance(r, np.ndarray) for r in results) else None
 
     def _call(self, node: Node, args: list[Value], env: Mapping[str, Value]) -> tuple[Value, ...]:

@@ -20,17 +20,21 @@ INTERNAL_DOMAIN = "onnx_jax"  # ops that only the rewrites below create
 
 
 def optimize(graph: Graph, registry: Registry = REGISTRY) -> Graph:
-    """The inference rewrites: what is computed from weights alone computed once, BatchNormalization folded into
-    the Conv before it, channels-last conv weights, Gemm weights stored the way they are multiplied."""
-    return untransposed_gemm_weights(channels_last_convs(fold_batchnorm(fold_weight_expressions(graph, registry))))
+    """The inference rewrites: what is computed from weights and constants alone computed once, zero Pads and
+    BatchNormalizations folded into the Conv beside them, channels-last conv weights, Gemm weights stored the
+    way they are multiplied."""
+    graph = fold_batchnorm(fold_pads_into_convs(fold_weight_expressions(graph, registry)))
+    return untransposed_gemm_weights(channels_last_convs(graph))
 
 
 def fold_weight_expressions(graph: Graph, registry: Registry = REGISTRY) -> Graph:
-    """Nodes that compute from float weights and constants only (the Transpose of a tied embedding, the
-    DequantizeLinear of int8 weights, Casts, ...) are evaluated here once; their outputs become initializers.
+    """Nodes that compute from weights and constants only (the Transpose of a tied embedding, the
+    DequantizeLinear of int8 weights, Casts, the pads an exporter computes for a Pad, ...) are evaluated here
+    once; their outputs become initializers.
 
-    For `to_jax` weights are traced parameters, so these nodes would run on every call. A node whose outputs
-    are much larger than its inputs (Expand, Tile) is left to run, so weights do not grow.
+    For `to_jax` weights are traced parameters, so these nodes would run on every call; and later rewrites
+    see the folded values. A node whose outputs are much larger than its inputs (Expand, Tile,
+    ConstantOfShape) is left to run, so weights do not grow.
     """
     program = Program(graph, registry, fold_weights=True)
     known: dict[str, np.ndarray] = dict(graph.initializers)
@@ -38,10 +42,12 @@ def fold_weight_expressions(graph: Graph, registry: Registry = REGISTRY) -> Grap
     with x64():
         for node in graph.nodes:
             reads = [n for n in node.inputs if n]
-            if not reads or not all(n in known for n in reads) or not any(is_float(known[n].dtype) for n in reads):
+            if not all(n in known for n in reads) or not (reads or node.op_type == "Constant"):
                 continue
             results = program.fold_node(node, known)
-            if results is None or sum(r.nbytes for r in results) > 2 * sum(known[n].nbytes for n in reads) + 2**16:
+            if results is None or any(r.dtype == object for r in results):
+                continue
+            if sum(r.nbytes for r in results) > 2 * sum(known[n].nbytes for n in reads) + 2**16:
                 continue
             known.update((name, value) for name, value in zip(node.outputs, results) if name)
             folded.add(node)
@@ -49,6 +55,62 @@ def fold_weight_expressions(graph: Graph, registry: Registry = REGISTRY) -> Grap
         return graph
     nodes = tuple(node for node in graph.nodes if node not in folded)
     return _without_unread(replace(graph, nodes=nodes, initializers=known))
+
+
+def fold_pads_into_convs(graph: Graph) -> Graph:
+    """A zero Pad of the spatial axes that only Convs read becomes part of their `pads` (exporters of
+    TensorFlow-style 'same' padding write one before every Conv): the padding is then fused into the
+    convolution instead of copied out in the channels-first layout."""
+    readers, producer = _readers(graph), {out: node for node in graph.nodes for out in node.outputs}
+    convs_of = collections.defaultdict(list)
+    for node in graph.nodes:
+        if node.op_type == "Conv" and node.domain == "" and node.inputs and node.inputs[0] in producer:
+            convs_of[node.inputs[0]].append(node)
+    replaced: dict[Node, Node | None] = {}
+    for name, convs in convs_of.items():
+        pad = producer[name]
+        if len(convs) != readers[name] or pad.op_type != "Pad" or pad.domain != "":
+            continue
+        spatial = _spatial_pads(pad, graph.initializers, rank=len(graph.initializers.get(
+            convs[0].inputs[1], np.zeros(())).shape))
+        if spatial is None or any(c.attrs.get("auto_pad", "NOTSET") != "NOTSET" for c in convs):
+            continue
+        replaced[pad] = None
+        for conv in convs:
+            n = len(spatial) // 2
+            old = conv.attrs.get("pads") or (0,) * (2 * n)
+            pads = tuple(int(a) + int(b) for a, b in zip(old, spatial))
+            replaced[conv] = replace(conv, inputs=(pad.inputs[0], *conv.inputs[1:]), attrs={**conv.attrs, "pads": pads})
+    if not replaced:
+        return graph
+    nodes = tuple(replaced.get(node, node) for node in graph.nodes if replaced.get(node, node) is not None)
+    return _without_unread(replace(graph, nodes=nodes))
+
+
+def _spatial_pads(pad: Node, inits: dict[str, np.ndarray], rank: int) -> tuple[int, ...] | None:
+    """A Pad's widths in Conv's `pads` order (begins, then ends, of the spatial axes) when it is a zero
+    constant pad of spatial axes only, for a Conv weight of `rank`; None otherwise."""
+    if pad.attrs.get("mode", "constant") != "constant" or rank < 3:
+        return None
+    if "paddings" in pad.attrs or "pads" in pad.attrs:  # Pad-1 and Pad-2 take attributes
+        widths, value, axes = pad.attrs.get("paddings", pad.attrs.get("pads")), pad.attrs.get("value", 0.0), None
+    else:
+        names = (*pad.inputs, "", "", "")[1:4]
+        if not all(n in inits or not n for n in names) or not names[0]:
+            return None
+        widths, value, axes = (inits[n] if n else None for n in names)
+    if value is not None and np.any(np.asarray(value) != 0):
+        return None
+    widths = [int(w) for w in np.asarray(widths).reshape(-1)]
+    axes = range(rank) if axes is None else [int(a) % rank for a in np.asarray(axes).reshape(-1)]
+    if len(widths) != 2 * len(axes) or any(w < 0 for w in widths):
+        return None
+    full = [0] * (2 * rank)
+    for i, a in enumerate(axes):
+        full[a], full[rank + a] = widths[i], widths[len(axes) + i]
+    if any(full[a] or full[rank + a] for a in (0, 1)):
+        return None
+    return (*full[2:rank], *full[rank + 2:])
 
 
 def fold_batchnorm(graph: Graph) -> Graph:

@@ -139,3 +139,64 @@ def test_expressions_of_weights_are_computed_once():
     assert _ops(optimized) == [("", "MatMul"), ("", "MatMul"), ("", "Expand")]
     x = rng.standard_normal((2, 4)).astype(np.float32)
     assert_close(onnx_jax.prepare(model).run([x]), ReferenceEvaluator(model).run(None, {"x": x}), atol=1e-5)
+
+
+def _pad_conv_model(pads, *, opset=18, mode="constant", value=None, axes=None, extra_output=False,
+                    conv_pads=(1, 0, 0, 1)) -> onnx.ModelProto:
+    """x -> Pad (widths computed by Constant/Concat, as exporters write them) -> Conv; optionally Pad also an output."""
+    rng = np.random.default_rng(8)
+    inits = {"w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "b": rng.standard_normal(4).astype(np.float32)}
+    half = len(pads) // 2
+    nodes = [
+        helper.make_node("Constant", [], ["begins"], value=onnx.numpy_helper.from_array(np.array(pads[:half], np.int64))),
+        helper.make_node("Constant", [], ["ends"], value=onnx.numpy_helper.from_array(np.array(pads[half:], np.int64))),
+        helper.make_node("Concat", ["begins", "ends"], ["pads"], axis=0),
+    ]
+    pad_inputs = ["x", "pads", "value" if value is not None else "", "axes" if axes is not None else ""]
+    if value is not None:
+        inits["value"] = np.array(value, np.float32)
+    if axes is not None:
+        inits["axes"] = np.array(axes, np.int64)
+    if opset < 11:
+        nodes = [helper.make_node("Pad", ["x"], ["p"], name="pad", mode=mode, pads=list(pads),
+                                  value=float(value or 0.0))]
+    else:
+        nodes.append(helper.make_node("Pad", [n for n in pad_inputs if n] if axes is None else pad_inputs, ["p"],
+                                      name="pad", mode=mode))
+    nodes.append(helper.make_node("Conv", ["p", "w", "b"], ["y"], name="conv", pads=list(conv_pads)))
+    outputs = [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)]
+    if extra_output:
+        outputs.append(helper.make_tensor_value_info("p", onnx.TensorProto.FLOAT, None))
+    graph = helper.make_graph(nodes, "pad_conv", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 3, 7, 6])],
+                              outputs, initializer=[onnx.numpy_helper.from_array(v, k) for k, v in inits.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def test_zero_pad_folds_into_the_conv():
+    x = np.random.default_rng(9).standard_normal((2, 3, 7, 6)).astype(np.float32)
+    for model in (
+        _pad_conv_model((0, 0, 1, 2, 0, 0, 3, 0)),
+        _pad_conv_model((0, 0, 1, 2, 0, 0, 3, 0), value=0.0),
+        _pad_conv_model((1, 2, 3, 0), axes=(2, -1)),
+        _pad_conv_model((0, 0, 1, 2, 0, 0, 3, 0), opset=2),
+    ):
+        before = model.SerializeToString()
+        graph = optimize(read_graph(model))
+        assert _ops(graph) == [(INTERNAL_DOMAIN, "Conv")]
+        assert graph.nodes[0].inputs[0] == "x" and graph.nodes[0].attrs["pads"] == (2, 2, 3, 1)
+        assert_close(onnx_jax.prepare(model).run([x]), ReferenceEvaluator(model).run(None, {"x": x}), atol=1e-5)
+        assert model.SerializeToString() == before
+
+
+def test_pads_that_change_results_stay():
+    """Non-zero fill, reflect mode, a padded batch axis, and a padded tensor read elsewhere keep the Pad."""
+    x = np.random.default_rng(10).standard_normal((2, 3, 7, 6)).astype(np.float32)
+    for model in (
+        _pad_conv_model((0, 0, 1, 1, 0, 0, 1, 1), value=0.5),
+        _pad_conv_model((0, 0, 1, 1, 0, 0, 1, 1), mode="reflect"),
+        _pad_conv_model((1, 0, 1, 1, 0, 0, 1, 1), conv_pads=(0, 0, 0, 0)),
+        _pad_conv_model((0, 0, 1, 1, 0, 0, 1, 1), extra_output=True),
+    ):
+        graph = optimize(read_graph(model))
+        assert ("", "Pad") in _ops(graph)
+        assert_close(onnx_jax.prepare(model).run([x]), ReferenceEvaluator(model).run(None, {"x": x}), atol=1e-5)
