@@ -207,7 +207,7 @@ class OnnxJaxRep(BackendRep):
         if start or not plain or self.mesh is not None or self.program.registry is not REGISTRY or not cache_dir():
             return None
         if self._graph_digest is None:
-            self._graph_digest = graph_digest(self.program.graph)
+            self._graph_digest = graph_digest(self.program.graph, frozenset(self.program.params))
         parts = (
             code_digest(), self._graph_digest, self.precision, self.program.checks, self.device.platform,
             self.device.device_kind, self.device.id, sorted((n, v.dtype.str, v.shape) for n, v in dynamic.items()),

@@ -38,14 +38,16 @@ def cache_dir() -> str | None:
     return os.path.join(base, "onnx_jax", "xla")
 
 
-def graph_digest(graph: Graph) -> str:
-    """A content hash of a graph: nodes, attributes (subgraphs included), initializers' bytes, opsets."""
+def graph_digest(graph: Graph, traced: frozenset[str] = frozenset()) -> str:
+    """A content hash of a graph: nodes, attributes (subgraphs included), initializers' bytes, opsets. Of the
+    initializers named in `traced` (weights the executable takes as arguments) only names, dtypes and shapes
+    count: their values are not compiled in, and hashing a large model's bytes took ~0.1 s at start-up."""
     h = hashlib.sha256()
-    _hash_graph(h, graph)
+    _hash_graph(h, graph, traced)
     return h.hexdigest()
 
 
-def _hash_graph(h: Any, graph: Graph) -> None:
+def _hash_graph(h: Any, graph: Graph, traced: frozenset[str] = frozenset()) -> None:
     h.update(repr((graph.name, sorted(graph.opsets.items()), graph.inputs, graph.outputs)).encode())
     for node in graph.nodes:
         h.update(repr((node.op_type, node.domain, node.name, node.inputs, node.outputs, node.opset)).encode())
@@ -53,8 +55,9 @@ def _hash_graph(h: Any, graph: Graph) -> None:
             h.update(name.encode())
             _hash_value(h, value)
     for name, array in sorted(graph.initializers.items()):
-        h.update(repr((name, array.dtype.str, array.shape)).encode())
-        h.update(np.ascontiguousarray(array).view(np.uint8).data if array.dtype != object else repr(array).encode())
+        h.update(repr((name, array.dtype.str, array.shape, name in traced)).encode())
+        if name not in traced:
+            h.update(np.ascontiguousarray(array).view(np.uint8).data if array.dtype != object else repr(array).encode())
     for key, function in sorted(graph.functions.items()):
         h.update(repr(key).encode() + function.SerializeToString(deterministic=True))
 

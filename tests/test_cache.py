@@ -66,3 +66,29 @@ def test_default_dir_is_the_user_cache_dir(tmp_path):
 def test_empty_value_turns_the_cache_off(tmp_path):
     _run(_model(tmp_path), "", tmp_path)
     assert not (tmp_path / "xdg").exists()
+
+
+def _weighted_model(tmp_path, seed: int, bias: float):
+    """x @ w + bias: w (3x8, an argument of the executable) from `seed`, bias (3 elements, compiled in)."""
+    w = np.random.default_rng(seed).standard_normal((3, 8)).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["t"]), helper.make_node("Add", ["t", "bias"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 3])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 8])],
+                              initializer=[onnx.numpy_helper.from_array(w, "w"),
+                                           onnx.numpy_helper.from_array(np.full(8, bias, np.float32), "bias")])
+    path = tmp_path / f"weighted-{seed}-{bias}.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path, (np.arange(6, dtype=np.float32).reshape(2, 3) @ w + bias).sum()
+
+
+def test_new_weight_values_reuse_the_executable_new_constants_do_not(tmp_path):
+    """Weights passed as arguments are not compiled in: a model that differs only in their values loads the
+    stored executable and computes with its own weights; a changed compiled-in constant compiles anew."""
+    cache = tmp_path / "cache"
+    path, expected = _weighted_model(tmp_path, 0, 1.0)
+    assert np.isclose(float(_run(path, str(cache), tmp_path)), expected, rtol=1e-5)
+    path, expected = _weighted_model(tmp_path, 1, 1.0)
+    assert np.isclose(float(_run(path, str(cache), tmp_path, no_tracing=True)), expected, rtol=1e-5)
+    path, expected = _weighted_model(tmp_path, 1, 2.0)
+    assert np.isclose(float(_run(path, str(cache), tmp_path)), expected, rtol=1e-5)
+    assert len(os.listdir(cache)) == 2
