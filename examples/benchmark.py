@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import statistics
 import subprocess
@@ -179,7 +180,8 @@ def _calls_per_sample(call: Any) -> int:
 def run_isolated(name: str, batches: list[int], runs: int, models_dir: Path) -> dict:
     command = [sys.executable, __file__, "--one", name, "--runs", str(runs), "--models-dir", str(models_dir),
                "--batch", *map(str, batches)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+    env = {**os.environ, "ONNX_JAX_CACHE_DIR": ""}  # prepare + first call is a cold compile, not a cache load
+    done = subprocess.run(command, capture_output=True, text=True, timeout=3600, env=env)
     if done.returncode != 0:
         return {"model": name, "error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(done.stdout.strip().splitlines()[-1])
