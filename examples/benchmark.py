@@ -37,6 +37,7 @@ SHARED = HERE.parents[0].parent / "shared" / "models"
 SHARED_MODELS = ("mnist-8", "super-resolution-10", "ultraface-rfb-320", "fastestdet", "lstm-classifier",
                  "image-classifier32", "tiny-random-gpt2-msft", "treeensemble-sklearn-ml")
 FOREST = "forest-100-trees"
+ROUNDS = 4  # blocks per runtime; a VM's speed drifts by 20-30% over seconds
 ONE_NODE = "one-node-add"  # per-call overhead: a single Add on 2x3 floats
 
 
@@ -146,10 +147,10 @@ def bench_one(name: str, batches: list[int], runs: int, models_dir: Path) -> dic
         times: dict[str, list[float]] = {"onnx_jax": [], "onnxruntime": []}
         calls = {"onnx_jax": lambda: rep.run(feeds), "onnxruntime": lambda: session.run(None, feeds)}
         repeat = {key: _calls_per_sample(call) for key, call in calls.items()}
-        for _ in range(2):  # two rounds of blocks, so slow drifts of the machine hit both runtimes
+        for _ in range(ROUNDS):  # blocks alternate, so the machine's slow drifts hit both runtimes
             for key, call in calls.items():
                 time.sleep(0.1)  # onnxruntime's workers spin after a run: let them settle before the next block
-                for _ in range(runs // 2):
+                for _ in range(max(1, runs // ROUNDS)):
                     start = time.perf_counter()
                     for _ in range(repeat[key]):
                         call()
