@@ -5,7 +5,7 @@ Usage: python examples/benchmark.py [--runs N] [--batch 1 8] [--models NAME ...]
 
 Each runtime is timed in blocks of calls, not call by call in turn: onnxruntime's worker threads spin for a
 while after each run and would take the cores from whatever runs next (this made onnx_jax look 20-30% slower);
-each block starts after a 0.1 s pause. A sample of a sub-millisecond model is the mean of as many calls as take
+each block starts after 0.2 s of untimed calls of its runtime. A sample of a sub-millisecond model is the mean of as many calls as take
 about a millisecond.
 
 Models: a one-node Add (per-call overhead, not in the means), the ones in ../shared/models (their io.npz inputs, tiled along a symbolic batch axis for batch 8), the
@@ -149,7 +149,7 @@ def bench_one(name: str, batches: list[int], runs: int, models_dir: Path) -> dic
         repeat = {key: _calls_per_sample(call) for key, call in calls.items()}
         for _ in range(ROUNDS):  # blocks alternate, so the machine's slow drifts hit both runtimes
             for key, call in calls.items():
-                time.sleep(0.1)  # onnxruntime's workers spin after a run: let them settle before the next block
+                _warm_up(call)
                 for _ in range(max(1, runs // ROUNDS)):
                     start = time.perf_counter()
                     for _ in range(repeat[key]):
@@ -166,6 +166,16 @@ def bench_one(name: str, batches: list[int], runs: int, models_dir: Path) -> dic
         results.append(entry)
     return {"model": name, "results": results,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _warm_up(call: Any, seconds: float = 0.2) -> None:
+    """Calls for about `seconds` before a block: the other runtime's spinning workers settle, and the cores
+    leave the slow state an idle VM drops into (a 0.5 s sleep made the next ~600 calls of a 30 us model 3x
+    slower)."""
+    end = time.perf_counter() + seconds
+    call()
+    while time.perf_counter() < end:
+        call()
 
 
 def _calls_per_sample(call: Any) -> int:
