@@ -201,15 +201,16 @@ class OnnxJaxRep(BackendRep):
         return segment
 
     def _stored_key(self, start: int, static: dict[str, Any], dynamic: dict[str, Any]) -> str | None:
-        """The on-disk key of a whole-graph executable: code, graph content, signature, options; None where
-        executables are not stored (custom registries, sharding, graph breaks, sequences, the cache off)."""
+        """The on-disk key of a whole-graph executable: code, graph content, signature, options and XLA_FLAGS;
+        None where executables are not stored (custom registries, sharding, graph breaks, sequences, cache off)."""
         plain = all(isinstance(v, np.ndarray) and v.dtype != object for v in (*static.values(), *dynamic.values()))
         if start or not plain or self.mesh is not None or self.program.registry is not REGISTRY or not cache_dir():
             return None
         if self._graph_digest is None:
             self._graph_digest = graph_digest(self.program.graph, frozenset(self.program.params))
         parts = (
-            code_digest(), self._graph_digest, self.precision, self.program.checks, self.device.platform,
+            code_digest(), self._graph_digest, self.precision, self.program.checks, os.environ.get("XLA_FLAGS", ""),
+            self.device.platform,
             self.device.device_kind, self.device.id, sorted((n, v.dtype.str, v.shape) for n, v in dynamic.items()),
             sorted((n, v.dtype.str, v.shape, hashlib.sha256(v.tobytes()).hexdigest()) for n, v in static.items()),
         )

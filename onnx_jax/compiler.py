@@ -200,8 +200,9 @@ class Program:
 
         A node runs on the host when it is a host op (or makes strings) and some input is traced, when it reads a
         string value (a run-time one, or a constant one beside a traced input), and when it finds while tracing
-        that its outputs' shapes or structure depend on run-time data (an If whose branches give different structures). A host op with a `host_tail` (a classifier with
-        string labels) runs its numeric part here, compiled, and only the tail on the host."""
+        that its outputs' shapes or structure depend on run-time data (an If whose branches give different
+        structures). A host op with a `host_tail` (a classifier with string labels) runs its numeric part here,
+        compiled, and only the tail on the host."""
         for index in range(start, len(graph.nodes)):
             node = graph.nodes[index]
             args = [self._lookup(env, name, node) for name in node.inputs]

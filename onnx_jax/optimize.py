@@ -71,14 +71,13 @@ def fold_pads_into_convs(graph: Graph) -> Graph:
         pad = producer[name]
         if len(convs) != readers[name] or pad.op_type != "Pad" or pad.domain != "":
             continue
-        spatial = _spatial_pads(pad, graph.initializers, rank=len(graph.initializers.get(
-            convs[0].inputs[1], np.zeros(())).shape))
+        weight = graph.initializers.get(convs[0].inputs[1])
+        spatial = None if weight is None else _spatial_pads(pad, graph.initializers, weight.ndim)
         if spatial is None or any(c.attrs.get("auto_pad", "NOTSET") != "NOTSET" for c in convs):
             continue
         replaced[pad] = None
         for conv in convs:
-            n = len(spatial) // 2
-            old = conv.attrs.get("pads") or (0,) * (2 * n)
+            old = conv.attrs.get("pads") or (0,) * len(spatial)
             pads = tuple(int(a) + int(b) for a, b in zip(old, spatial))
             replaced[conv] = replace(conv, inputs=(pad.inputs[0], *conv.inputs[1:]), attrs={**conv.attrs, "pads": pads})
     if not replaced:

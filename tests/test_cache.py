@@ -20,11 +20,13 @@ print(rep.run([np.arange(6, dtype=np.float32).reshape(2, 3)])[0].sum())
 """
 
 
-def _run(model_path, env_value: str | None, tmp_path, *, no_tracing: bool = False) -> str:
+def _run(model_path, env_value: str | None, tmp_path, *, no_tracing: bool = False, xla_flags: str | None = None) -> str:
     """Run SCRIPT in a new process, ONNX_JAX_CACHE_DIR set to `env_value` (None: unset), the user cache in tmp_path."""
     env = {k: v for k, v in os.environ.items() if k != "ONNX_JAX_CACHE_DIR"} | {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
     if env_value is not None:
         env["ONNX_JAX_CACHE_DIR"] = env_value
+    if xla_flags is not None:
+        env["XLA_FLAGS"] = xla_flags
     args = [sys.executable, "-c", SCRIPT, str(model_path)] + (["no-tracing"] if no_tracing else [])
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -91,4 +93,12 @@ def test_new_weight_values_reuse_the_executable_new_constants_do_not(tmp_path):
     assert np.isclose(float(_run(path, str(cache), tmp_path, no_tracing=True)), expected, rtol=1e-5)
     path, expected = _weighted_model(tmp_path, 1, 2.0)
     assert np.isclose(float(_run(path, str(cache), tmp_path)), expected, rtol=1e-5)
+    assert len(os.listdir(cache)) == 2
+
+
+def test_other_xla_flags_compile_anew(tmp_path):
+    """XLA_FLAGS change what XLA compiles (fast math, library fusions): an executable is only reused under the same."""
+    path, cache = _model(tmp_path), tmp_path / "cache"
+    first = _run(path, str(cache), tmp_path)
+    assert _run(path, str(cache), tmp_path, xla_flags="--xla_cpu_enable_fast_math=false") == first
     assert len(os.listdir(cache)) == 2
