@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import onnx
 from hypothesis import given, settings
@@ -200,3 +202,27 @@ def test_pads_that_change_results_stay():
         graph = optimize(read_graph(model))
         assert ("", "Pad") in _ops(graph)
         assert_close(onnx_jax.prepare(model).run([x]), ReferenceEvaluator(model).run(None, {"x": x}), atol=1e-5)
+
+
+def test_pooling_between_convolutions_stays_channels_last():
+    """Conv -> Relu -> MaxPool -> Conv compiles with only the graph's own layout changes (its input and output):
+    the pooled image is not copied out to channels-first and back."""
+    rng = np.random.default_rng(7)
+    inits = {"w1": rng.standard_normal((8, 4, 3, 3)).astype(np.float32),
+             "w2": rng.standard_normal((8, 8, 3, 3)).astype(np.float32)}
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["a"], ["b"]),
+         helper.make_node("MaxPool", ["b"], ["c"], kernel_shape=[2, 2], strides=[2, 2]),
+         helper.make_node("Conv", ["c", "w2"], ["y"], pads=[1, 1, 1, 1])],
+        "conv_pool_conv", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4, 16, 16])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+        [onnx.numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = rng.standard_normal((1, 4, 16, 16)).astype(np.float32)
+    rep = onnx_jax.prepare(model)
+    # the second conv sums 72 products of size ~10 to outputs near 0: float32 rounding of ~1e-5 absolute
+    assert_close(rep.run([x]), ReferenceEvaluator(model).run(None, {"x": x}), atol=1e-4)
+    hlo = next(iter(rep._cache.values())).executable.as_text()
+    entry = hlo[hlo.index("ENTRY"):]
+    assert len(re.findall(r"%(?:transpose|copy)\S* = ", entry)) == 2, entry

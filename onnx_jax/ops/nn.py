@@ -254,7 +254,15 @@ def Col2Im(x, image_shape, block_shape, *, dilations=None, pads=None, strides=No
 
 
 def _window(x, init, reducer, kernel, strides, dilations, padding):
-    """lax.reduce_window over the trailing len(kernel) axes of x (an array or a tuple of arrays)."""
+    """lax.reduce_window over the trailing len(kernel) axes of x (an array or a tuple of arrays).
+
+    Channels-first images are reduced channels-last, the layout of the convolutions around a pooling: XLA then
+    cancels the transposes instead of copying each pooled image out to channels-first and back.
+    """
+    if isinstance(x, jax.Array) and x.ndim == len(kernel) + 2:
+        y = lax.reduce_window(jnp.moveaxis(x, 1, -1), init, reducer, (1, *kernel, 1), (1, *strides, 1),
+                              [(0, 0), *padding, (0, 0)], window_dilation=(1, *dilations, 1))
+        return jnp.moveaxis(y, -1, 1)
     lead = (1,) * (jnp.ndim(jax.tree.leaves(x)[0]) - len(kernel))
     return lax.reduce_window(
         x, init, reducer, lead + tuple(kernel), lead + tuple(strides), [(0, 0)] * len(lead) + list(padding),
