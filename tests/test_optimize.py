@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import onnx
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import helper
@@ -226,3 +227,16 @@ def test_pooling_between_convolutions_stays_channels_last():
     hlo = next(iter(rep._cache.values())).executable.as_text()
     entry = hlo[hlo.index("ENTRY"):]
     assert len(re.findall(r"%(?:transpose|copy)\S* = ", entry)) == 2, entry
+
+
+@pytest.mark.parametrize("channels", [3, 16, 17, 64])  # multiply-adds up to 16 input channels, a matmul above
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_pointwise_conv_by_input_channels(channels, dtype):
+    rng = np.random.default_rng(channels)
+    x = rng.uniform(-2, 2, (2, channels, 5, 6)).astype(dtype)
+    weights = {"x1": rng.uniform(-1, 1, (24, channels, 1, 1)).astype(dtype), "x2": rng.uniform(-1, 1, 24).astype(dtype)}
+    model = node_model("Conv", [x, *weights.values()], initializers=weights, strides=[2, 1])
+    assert _ops(optimize(read_graph(model))) == [(INTERNAL_DOMAIN, "Conv")]
+    # float32 sums of up to 64 products of size ~1 round by ~1e-6 absolute
+    assert_close(onnx_jax.prepare(model).run([x]), ReferenceEvaluator(model).run(None, {"x0": x}),
+                 atol=1e-5 if dtype == np.float32 else None)

@@ -115,9 +115,9 @@ def ConvChannelsLast(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1
 
     It computes channels-last, the layout XLA's CPU convolution uses (XLA cancels the transposes between
     neighbouring convs), and avoids XLA's convolution where a matmul or a fused loop is faster (measured in
-    docs/performance.md): 1x1 convolutions are a strided slice and a matmul, depthwise ones a multiply-add over
-    the kernel taps. (A matmul of im2col patches measured no faster than XLA's convolution, and slower on small
-    images.)
+    docs/performance.md): 1x1 convolutions are a strided slice and a matmul (a multiply-add over at most
+    _MAX_SUMMED_CHANNELS input channels), depthwise ones a multiply-add over the kernel taps. (A matmul of im2col
+    patches measured no faster than XLA's convolution, and slower on small images.)
     """
     n = w.ndim - 2
     strides, dilations = _per_axis(strides, n, 1), _per_axis(dilations, n, 1)
@@ -127,7 +127,13 @@ def ConvChannelsLast(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1
     kernel, taps = w.shape[:n], math.prod(w.shape[:n])
     if group == 1 and taps == 1 and all(p == (0, 0) for p in padding):
         x_last = x_last[(slice(None), *(slice(None, None, s) for s in strides))]
-        y = jnp.matmul(x_last, w.reshape(w.shape[n:]), preferred_element_type=acc)
+        w = w.reshape(w.shape[n:])
+        if x.shape[1] <= _MAX_SUMMED_CHANNELS:
+            y = jnp.zeros((), acc)
+            for c in range(x.shape[1]):
+                y = y + x_last[..., c:c + 1].astype(acc) * w[c].astype(acc)
+        else:
+            y = jnp.matmul(x_last, w, preferred_element_type=acc)
     elif group == x.shape[1] and w.shape[n] == 1 and taps <= _MAX_DEPTHWISE_TAPS:
         if (multiplier := w.shape[-1] // x.shape[1]) > 1:
             x_last = jnp.repeat(x_last, multiplier, axis=-1)
@@ -144,6 +150,9 @@ def ConvChannelsLast(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1
     return jnp.moveaxis(y.astype(x.dtype), -1, 1)
 
 
+# a 1x1 convolution over few channels is a memory-bound matmul; as a multiply-add XLA fuses it with the activation
+# and padding after it, one pass less over its (often large) output (MobileNetV2's 16 -> 96 expansion)
+_MAX_SUMMED_CHANNELS = 16
 _MAX_DEPTHWISE_TAPS = 49  # kernels up to 7x7 as shifted multiply-adds; larger ones go to XLA's convolution
 
 
