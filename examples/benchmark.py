@@ -5,8 +5,8 @@ Usage: python examples/benchmark.py [--runs N] [--batch 1 8] [--models NAME ...]
 
 Each runtime is timed in blocks of calls, not call by call in turn: onnxruntime's worker threads spin for a
 while after each run and would take the cores from whatever runs next (this made onnx_jax look 20-30% slower);
-each block starts after 0.2 s of untimed calls of its runtime. A sample of a sub-millisecond model is the mean of as many calls as take
-about a millisecond.
+each block starts after 0.2 s of untimed calls of its runtime. A sample of a sub-millisecond model is the mean
+of as many calls as take about a millisecond.
 
 Models: a one-node Add (per-call overhead, not in the means), the ones in ../shared/models (their io.npz inputs, tiled along a symbolic batch axis for batch 8), the
 transformers graphs of examples/export_models.py at the `bench` size with both torch exporters (exported once
@@ -27,7 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -168,7 +168,7 @@ def bench_one(name: str, batches: list[int], runs: int, models_dir: Path) -> dic
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def _warm_up(call: Any, seconds: float = 0.2) -> None:
+def _warm_up(call: Callable[[], object], seconds: float = 0.2) -> None:
     """Calls for about `seconds` before a block: the other runtime's spinning workers settle, and the cores
     leave the slow state an idle VM drops into (a 0.5 s sleep made the next ~600 calls of a 30 us model 3x
     slower)."""
@@ -178,7 +178,7 @@ def _warm_up(call: Any, seconds: float = 0.2) -> None:
         call()
 
 
-def _calls_per_sample(call: Any) -> int:
+def _calls_per_sample(call: Callable[[], object]) -> int:
     """Warm up, then how many calls one timed sample makes: enough for about a millisecond, so timer
     resolution and scheduler jitter do not decide sub-millisecond models."""
     for _ in range(2):

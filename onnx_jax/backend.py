@@ -210,8 +210,8 @@ class OnnxJaxRep(BackendRep):
             self._graph_digest = graph_digest(self.program.graph, frozenset(self.program.params))
         parts = (
             code_digest(), self._graph_digest, self.precision, self.program.checks, os.environ.get("XLA_FLAGS", ""),
-            self.device.platform,
-            self.device.device_kind, self.device.id, sorted((n, v.dtype.str, v.shape) for n, v in dynamic.items()),
+            self.device.platform, self.device.device_kind, self.device.id,
+            sorted((n, v.dtype.str, v.shape) for n, v in dynamic.items()),
             sorted((n, v.dtype.str, v.shape, hashlib.sha256(v.tobytes()).hexdigest()) for n, v in static.items()),
         )
         return hashlib.sha256(repr(parts).encode()).hexdigest()

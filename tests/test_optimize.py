@@ -151,8 +151,8 @@ def _pad_conv_model(pads, *, opset=18, mode="constant", value=None, axes=None, e
     inits = {"w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "b": rng.standard_normal(4).astype(np.float32)}
     half = len(pads) // 2
     nodes = [
-        helper.make_node("Constant", [], ["begins"], value=onnx.numpy_helper.from_array(np.array(pads[:half], np.int64))),
-        helper.make_node("Constant", [], ["ends"], value=onnx.numpy_helper.from_array(np.array(pads[half:], np.int64))),
+        *(helper.make_node("Constant", [], [name], value=onnx.numpy_helper.from_array(np.array(part, np.int64)))
+          for name, part in (("begins", pads[:half]), ("ends", pads[half:]))),
         helper.make_node("Concat", ["begins", "ends"], ["pads"], axis=0),
     ]
     pad_inputs = ["x", "pads", "value" if value is not None else "", "axes" if axes is not None else ""]
@@ -170,8 +170,9 @@ def _pad_conv_model(pads, *, opset=18, mode="constant", value=None, axes=None, e
     outputs = [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)]
     if extra_output:
         outputs.append(helper.make_tensor_value_info("p", onnx.TensorProto.FLOAT, None))
-    graph = helper.make_graph(nodes, "pad_conv", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 3, 7, 6])],
-                              outputs, initializer=[onnx.numpy_helper.from_array(v, k) for k, v in inits.items()])
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 3, 7, 6])
+    graph = helper.make_graph(nodes, "pad_conv", [x], outputs,
+                              initializer=[onnx.numpy_helper.from_array(v, k) for k, v in inits.items()])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 

@@ -268,15 +268,14 @@ def _window(x, init, reducer, kernel, strides, dilations, padding):
     Channels-first images are reduced channels-last, the layout of the convolutions around a pooling: XLA then
     cancels the transposes instead of copying each pooled image out to channels-first and back.
     """
-    if isinstance(x, jax.Array) and x.ndim == len(kernel) + 2:
-        y = lax.reduce_window(jnp.moveaxis(x, 1, -1), init, reducer, (1, *kernel, 1), (1, *strides, 1),
-                              [(0, 0), *padding, (0, 0)], window_dilation=(1, *dilations, 1))
-        return jnp.moveaxis(y, -1, 1)
-    lead = (1,) * (jnp.ndim(jax.tree.leaves(x)[0]) - len(kernel))
-    return lax.reduce_window(
-        x, init, reducer, lead + tuple(kernel), lead + tuple(strides), [(0, 0)] * len(lead) + list(padding),
-        window_dilation=lead + tuple(dilations),
+    last = isinstance(x, jax.Array) and x.ndim == len(kernel) + 2
+    x = jnp.moveaxis(x, 1, -1) if last else x
+    lead, trail = (1,) * (jnp.ndim(jax.tree.leaves(x)[0]) - len(kernel) - last), (1,) * last
+    y = lax.reduce_window(
+        x, init, reducer, lead + tuple(kernel) + trail, lead + tuple(strides) + trail,
+        [(0, 0)] * len(lead) + list(padding) + [(0, 0)] * last, window_dilation=lead + tuple(dilations) + trail,
     )
+    return jnp.moveaxis(y, -1, 1) if last else y
 
 
 def _pool_geometry(x, kernel, strides, dilations, pads, auto_pad, ceil_mode):
