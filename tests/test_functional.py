@@ -141,7 +141,8 @@ class SmallCNN(torch.nn.Module):
             buffer.data = torch.rand(4) + 0.5
 
     def forward(self, x):
-        y = torch.nn.functional.max_pool2d(torch.relu(self.bn(self.conv(x))), 2)
+        y = torch.relu(self.bn(self.conv(x)))
+        y = torch.nn.functional.max_pool2d(y, 2) + torch.nn.functional.avg_pool2d(y, 2)
         return self.head(torch.flatten(y, 1))
 
 
@@ -190,6 +191,18 @@ def test_gradients_wrt_inputs_and_every_weight_match_torch(name):
     np.testing.assert_allclose(grad_x, xt.grad.numpy(), rtol=1e-4, atol=1e-5)
     for key, value in module.named_parameters():  # BatchNorm's running statistics are params here, buffers there
         np.testing.assert_allclose(grad_params[key], value.grad.numpy(), rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+@pytest.mark.parametrize("name", ["attention", "cnn", "mlp"])
+def test_gradients_without_an_x64_scope_match_torch(name):
+    """Only loops need the caller's x64 scope: a plain jax.jit(jax.grad(...)) works on everything else."""
+    module, shape, model = _exported(name)
+    fn, params = onnx_jax.to_jax(model)
+    x = np.random.default_rng(2).standard_normal((3, *shape)).astype(np.float32)
+    grad_x = jax.jit(jax.grad(lambda x: jnp.sum(jnp.sin(fn(params, x)[0]))))(x)
+    xt = torch.from_numpy(x).requires_grad_(True)
+    torch.sin(module(xt)).sum().backward()
+    np.testing.assert_allclose(grad_x, xt.grad.numpy(), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

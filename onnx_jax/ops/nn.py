@@ -314,14 +314,15 @@ def _first_max(a, b):
 def _max_pool(x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode, storage_order=0, with_indices=False):
     strides, dilations, _, padding = _pool_geometry(x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
     floating = jnp.issubdtype(x.dtype, jnp.floating)
-    lowest = jnp.array(-jnp.inf if floating else jnp.iinfo(x.dtype).min, x.dtype)
+    # a concrete numpy init value lets JAX recognise a max (with a derivative) rather than a generic reduction
+    lowest = np.array(-np.inf if floating else np.iinfo(x.dtype).min, x.dtype)
     y = _window(x, lowest, lax.max, kernel_shape, strides, dilations, padding)
     if not with_indices:
         return y
     # ties go to the first element in row-major order, whatever order storage_order reports indices in;
     # a variadic reduce_window has no derivative, so Y stays the plain (differentiable) max above
     indices = (_flat_index(x.shape),) + ((_flat_index(x.shape, column_major=True),) if storage_order else ())
-    no_index = jnp.array(jnp.iinfo(jnp.int64).max, jnp.int64)
+    no_index = np.array(np.iinfo(np.int64).max, np.int64)
     _, *indices = _window((lax.stop_gradient(x), *indices), (lowest,) + (no_index,) * len(indices), _first_max,
                           kernel_shape, strides, dilations, padding)
     return y, indices[-1]
@@ -348,10 +349,10 @@ def _average_pool(x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode
     strides, dilations, padding, widened = _pool_geometry(x, kernel_shape, strides, dilations, pads, auto_pad,
                                                           ceil_mode)
     acc = _acc_dtype(x.dtype)
-    sums = _window(x.astype(acc), jnp.array(0, acc), lax.add, kernel_shape, strides, dilations, widened)
+    sums = _window(x.astype(acc), np.array(0, acc), lax.add, kernel_shape, strides, dilations, widened)
     ones = jnp.pad(jnp.ones(x.shape[2:], acc), padding, constant_values=count_include_pad)
     extra = [(0, hi - explicit) for (_, hi), (_, explicit) in zip(widened, padding)]
-    counts = _window(ones, jnp.array(0, acc), lax.add, kernel_shape, strides, dilations, extra)
+    counts = _window(ones, np.array(0, acc), lax.add, kernel_shape, strides, dilations, extra)
     return (sums / counts).astype(x.dtype)
 
 
@@ -381,7 +382,7 @@ def _lp_pool(x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode, p):
     """The p-norm of each window; padding adds zeros."""
     strides, dilations, _, padding = _pool_geometry(x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
     acc = _acc_dtype(x.dtype)
-    sums = _window(jnp.abs(x.astype(acc)) ** p, jnp.array(0, acc), lax.add, kernel_shape, strides, dilations, padding)
+    sums = _window(jnp.abs(x.astype(acc)) ** p, np.array(0, acc), lax.add, kernel_shape, strides, dilations, padding)
     return (sums ** (1 / p)).astype(x.dtype)
 
 
@@ -544,7 +545,7 @@ def LRN(x, *, alpha=1e-4, beta=0.75, bias=1.0, size):
     xf = x.astype(acc)
     ones, low = (1,) * (x.ndim - 1), (size - 1) // 2
     padding = [(low, size - 1 - low)] + [(0, 0)] * (x.ndim - 2)
-    sums = _window(jnp.square(xf), jnp.array(0, acc), lax.add, (size,) + ones[1:], ones, ones, padding)
+    sums = _window(jnp.square(xf), np.array(0, acc), lax.add, (size,) + ones[1:], ones, ones, padding)
     return (xf / (sums * (alpha / size) + bias) ** jnp.asarray(beta, acc)).astype(x.dtype)
 
 
