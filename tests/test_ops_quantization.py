@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 
+import jax
+import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
+import onnx
 import onnxruntime as ort
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from jax import lax
 
 import onnx_jax
+from onnx_jax.ops import quantization
 from oracle import arrays, assert_close, check_node, node_model, shapes
 
 INTEGERS = [np.int8, np.uint8, np.int16, np.uint16, ml_dtypes.int4, ml_dtypes.uint4, ml_dtypes.int2, ml_dtypes.uint2]
@@ -205,3 +213,65 @@ def test_qlinear_conv_with_bias_and_per_channel_weights(data):
     inputs = [x, np.array(0.02, np.float32), _zero_point(data, np.uint8), w, w_scale,
               np.zeros(w_scale.shape, np.int8), np.array(0.05, np.float32), _zero_point(data, np.uint8), bias]
     check_node("QLinearConv", inputs, opset=10, **_conv_attrs(data, 2))
+
+
+def _conv_integer_model(channels: int):
+    inputs = [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.UINT8, [1, channels, 6, 6]),
+              onnx.helper.make_tensor_value_info("w", onnx.TensorProto.UINT8, [4, channels, 3, 3])]
+    graph = onnx.helper.make_graph([onnx.helper.make_node("ConvInteger", ["x", "w"], ["y"])], "g", inputs,
+                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.INT32, None)])
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 10)])
+
+
+def test_conv_integer_lowers_to_exact_float_convolutions_for_gpus():
+    """XLA's GPU backend rejects int32 convolutions ("UNIMPLEMENTED: ... CuDNN integer convolutions must have s8
+    input and filter"): lowered for CUDA, ConvInteger convolves in float32 while its sums stay below 2**24
+    (4 * 9 terms of at most 255 * 255), in float64 beyond (64 * 9 terms); on CPU it stays in int32."""
+    for channels, gpu_type in [(4, "f32"), (64, "f64")]:
+        fn, params = onnx_jax.to_jax(_conv_integer_model(channels))
+        specs = [jax.ShapeDtypeStruct(s, np.uint8) for s in [(1, channels, 6, 6), (4, channels, 3, 3)]]
+        for platform, element in [("cuda", gpu_type), ("cpu", "i32")]:
+            text = jax.export.export(jax.jit(lambda *a: fn(params, *a)), platforms=[platform])(*specs).mlir_module()
+            convolutions = re.findall(r"stablehlo.convolution.*-> tensor<(\w+)>", text)
+            assert convolutions == [f"1x4x4x4x{element}"], (channels, platform, convolutions)
+
+
+@pytest.mark.parametrize("channels", [4, 64])
+def test_exact_float_conv_equals_the_integer_conv(channels):
+    """The GPU path, run here: the same int32 results at the extremes of 8-bit operands shifted by their zero points."""
+    rng = np.random.default_rng(channels)
+    x = jnp.asarray(rng.choice([-255, 255, 0, 7], (2, channels, 6, 6)), jnp.int32)
+    w = jnp.asarray(rng.choice([-255, 255, -3], (4, channels, 3, 3)), jnp.int32)
+    conv = functools.partial(lax.conv_general_dilated, window_strides=(1, 1), padding=[(1, 1), (0, 0)])
+    with jax.enable_x64(True):
+        want = quantization._integer_conv(conv, x, w)
+        got = quantization._exact_float_conv(conv, x, w)
+    assert got.dtype == want.dtype == jnp.int32
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_wide_quotient_is_ieee_division(dtype):
+    """The GPU path of quantization's division (XLA's float32 division there is not correctly rounded), run here."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal(1 << 16).astype(dtype) for _ in range(2))
+    with jax.enable_x64(True):
+        got = quantization._wide_quotient(jnp.asarray(a), jnp.asarray(b))
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, a / b)
+
+
+def test_quantizers_divide_in_float64_on_gpus_only():
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [4])
+    scale = onnx.helper.make_tensor("s", onnx.TensorProto.FLOAT, [], [0.5])
+    nodes = [onnx.helper.make_node("QuantizeLinear", ["x", "s"], ["q"]),
+             onnx.helper.make_node("DynamicQuantizeLinear", ["x"], ["d", "d_scale", "d_zero_point"])]
+    outputs = [onnx.helper.make_tensor_value_info(n, t, None) for n, t in
+               [("q", onnx.TensorProto.UINT8), ("d", onnx.TensorProto.UINT8)]]
+    model = onnx.helper.make_model(onnx.helper.make_graph(nodes, "g", [x], outputs, [scale]),
+                                   opset_imports=[onnx.helper.make_opsetid("", 13)])
+    fn, params = onnx_jax.to_jax(model)
+    for platform, divisions in [("cuda", {"f64"}), ("cpu", {"f32"})]:
+        lowered = jax.export.export(jax.jit(lambda x: fn(params, x)), platforms=[platform])
+        text = lowered(jax.ShapeDtypeStruct((4,), np.float32)).mlir_module()
+        assert set(re.findall(r"stablehlo.divide .*: tensor<(?:\w+x)*(f\d+)>", text)) == divisions, platform

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import math
+
 import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
@@ -32,7 +35,8 @@ def _quantize(x, scale, zero_point, axis=1, saturate=1, block_size=0, output_dty
         dtype = to_numpy_dtype(output_dtype) if output_dtype else np.dtype(np.uint8)
     # the division runs in `precision`, else in the scale's type (float32 for 8-bit scales such as float8e8m0)
     compute = to_numpy_dtype(precision) if precision else scale.dtype if scale.dtype.itemsize > 1 else np.float32
-    q = jnp.asarray(x, compute) / _broadcast_param(jnp.asarray(scale, compute), jnp.shape(x), axis, block_size)
+    scale = _broadcast_param(jnp.asarray(scale, compute), jnp.shape(x), axis, block_size)
+    q = _quotient(jnp.asarray(x, compute), scale)
     zp = 0 if zero_point is None else _broadcast_param(zero_point, jnp.shape(x), axis, block_size)
     if not is_float(dtype):
         info = ml_dtypes.iinfo(dtype)
@@ -103,10 +107,22 @@ def DequantizeLinear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, out
 def DynamicQuantizeLinear(x):
     """uint8 quantization over [min(x, 0), max(x, 0)]; returns y, its scale and its zero point."""
     low, high = jnp.minimum(jnp.min(x), 0), jnp.maximum(jnp.max(x), 0)
-    scale = jnp.where(high == low, 1, high - low).astype(jnp.float32) / 255
-    zero_point = jnp.round(jnp.clip(-low / scale, 0, 255))
-    y = jnp.clip(jnp.round(x / scale) + zero_point, 0, 255)
+    scale = _quotient(jnp.where(high == low, 1, high - low).astype(jnp.float32), np.float32(255))
+    zero_point = jnp.round(jnp.clip(_quotient(-low, scale), 0, 255))
+    y = jnp.clip(jnp.round(_quotient(x, scale)) + zero_point, 0, 255)
     return y.astype(jnp.uint8), scale.astype(x.dtype), zero_point.astype(jnp.uint8)
+
+
+def _quotient(a, b):
+    """a / b correctly rounded on every platform. XLA's float32 division on GPUs is not (on an H200, 300,512 of
+    2**20 random quotients differed from numpy's), and quantization rounds the quotient half to even, so a last-bit
+    difference at a tie moves the integer (the official test_dynamicquantizelinear failed on CUDA)."""
+    return lax.platform_dependent(a, b, cpu=jnp.divide, default=_wide_quotient)
+
+
+def _wide_quotient(a, b):
+    """The quotient in float64, rounded once to the operands' type: exactly that type's IEEE division."""
+    return (a.astype(jnp.float64) / b.astype(jnp.float64)).astype(jnp.result_type(a, b))
 
 
 # Integer products: int32 accumulation of zero-point-shifted operands
@@ -158,10 +174,24 @@ def ConvInteger(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET"
     n = w.ndim - 2
     strides, dilations = tuple(strides or (1,) * n), tuple(dilations or (1,) * n)
     padding = _padding(auto_pad, pads, x.shape[2:], w.shape[2:], strides, dilations)
-    return lax.conv_general_dilated(
-        _shifted(x, x_zero_point), _shifted(w, w_zero_point, (-1,) + (1,) * (w.ndim - 1)), strides, padding,
-        rhs_dilation=dilations, feature_group_count=group, preferred_element_type=jnp.int32,
-    )
+    conv = functools.partial(lax.conv_general_dilated, window_strides=strides, padding=padding,
+                             rhs_dilation=dilations, feature_group_count=group)
+    x, w = _shifted(x, x_zero_point), _shifted(w, w_zero_point, (-1,) + (1,) * (w.ndim - 1))
+    return lax.platform_dependent(x, w, cpu=functools.partial(_integer_conv, conv),
+                                  default=functools.partial(_exact_float_conv, conv))
+
+
+def _integer_conv(conv, x, w):
+    return conv(x, w, preferred_element_type=jnp.int32)
+
+
+def _exact_float_conv(conv, x, w):
+    """The int32 convolution of shifted 8-bit operands (|x|, |w| <= 255) in floating point, for XLA's GPU backend,
+    which compiles integer convolutions of int8 operands only: float32 while every sum stays below 2**24, else
+    float64; both exact."""
+    exact = jnp.float32 if math.prod(w.shape[1:]) * 255 * 255 < 2**24 else jnp.float64
+    y = conv(x.astype(exact), w.astype(exact), precision=lax.Precision.HIGHEST)
+    return y.astype(jnp.int32)
 
 
 @op("QLinearConv", 10)
