@@ -1,7 +1,10 @@
 """Benchmark suite: onnx_jax against onnxruntime on the same inputs, side by side, in one run.
 
 Usage: python examples/benchmark.py [--runs N] [--batch 1 8] [--models NAME ...] [--models-dir DIR] [--json FILE]
+                                    [--device CPU|CUDA] [--precision P] [--shared-models DIR]
 (needs '.[test]': torch, transformers, onnxruntime, scikit-learn). Run it by hand on a quiet machine.
+onnxruntime always runs on its CPU provider; `--device CUDA` puts onnx_jax on the first GPU (with `--precision`,
+default full float32), so a GPU run compares onnx_jax there against onnxruntime on that machine's CPU cores.
 
 Each runtime is timed in blocks of calls, not call by call in turn: onnxruntime's worker threads spin for a
 while after each run and would take the cores from whatever runs next (this made onnx_jax look 20-30% slower);
@@ -33,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parents[0].parent / "shared" / "models"
+SHARED = HERE.parents[0].parent / "shared" / "models"  # the default of --shared-models
 SHARED_MODELS = ("mnist-8", "super-resolution-10", "ultraface-rfb-320", "fastestdet", "lstm-classifier",
                  "image-classifier32", "tiny-random-gpt2-msft", "treeensemble-sklearn-ml")
 FOREST = "forest-100-trees"
@@ -48,10 +51,11 @@ def exported_names() -> list[str]:
     return [f"{m}-{e}" for m in MODELS for e in EXPORTERS]
 
 
-def model_and_inputs(name: str, batch: int, models_dir: Path) -> tuple[Path, dict[str, np.ndarray]] | None:
+def model_and_inputs(name: str, batch: int, models_dir: Path,
+                     shared: Path = SHARED) -> tuple[Path, dict[str, np.ndarray]] | None:
     """The model file and its inputs at `batch`, or None where the model has no batch axis of that size."""
     if name in SHARED_MODELS:
-        return _shared(name, batch)
+        return _shared(shared / name, batch)
     if name == FOREST:
         return _forest(models_dir, batch)
     if name == ONE_NODE:
@@ -67,11 +71,11 @@ def model_and_inputs(name: str, batch: int, models_dir: Path) -> tuple[Path, dic
     return path, example_inputs(model, "bench", batch)
 
 
-def _shared(name: str, batch: int) -> tuple[Path, dict[str, np.ndarray]] | None:
+def _shared(folder: Path, batch: int) -> tuple[Path, dict[str, np.ndarray]] | None:
     import onnx
 
-    path = SHARED / name / "model.onnx"
-    recorded = np.load(SHARED / name / "io.npz")
+    path = folder / "model.onnx"
+    recorded = np.load(folder / "io.npz")
     inputs = {k[len("input:"):]: recorded[k] for k in recorded.files if k.startswith("input:")}
     if batch == 1:
         return path, inputs
@@ -110,27 +114,28 @@ def _one_node(models_dir: Path, batch: int) -> tuple[Path, dict[str, np.ndarray]
         graph = helper.make_graph([helper.make_node("Add", ["a", "b"], ["c"])], "add", inputs,
                                   [helper.make_tensor_value_info("c", onnx.TensorProto.FLOAT, [2, 3])])
         models_dir.mkdir(parents=True, exist_ok=True)
-        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
     x = np.ones((2, 3), np.float32)
     return path, {"a": x, "b": x}
 
 
-def bench_one(name: str, batches: list[int], runs: int, models_dir: Path) -> dict:
+def bench_one(name: str, args: argparse.Namespace) -> dict:
     """Time one model in this process: both runtimes, every batch size, in blocks per runtime."""
     import onnxruntime as ort
 
     import onnx_jax
 
+    batches, runs = args.batch, args.runs
     results = []
     rep = session = None
     for batch in batches:
-        found = model_and_inputs(name, batch, models_dir)
+        found = model_and_inputs(name, batch, args.models_dir, args.shared_models)
         if found is None:
             continue
         path, inputs = found
         if rep is None:
             start = time.perf_counter()
-            rep = onnx_jax.prepare(path)
+            rep = onnx_jax.prepare(path, args.device, precision=args.precision)
             prepare_s = time.perf_counter() - start
             start = time.perf_counter()
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -164,7 +169,8 @@ def bench_one(name: str, batches: list[int], runs: int, models_dir: Path) -> dic
                           "p90_ms": float(np.percentile(times[key], 90)) * 1e3, "items_per_s": items / median}
         entry["ratio"] = entry["onnx_jax"]["median_ms"] / entry["onnxruntime"]["median_ms"]
         results.append(entry)
-    return {"model": name, "results": results,
+    return {"model": name, "results": results, "precision": args.precision,
+            "device": rep and f"{rep.device.device_kind} ({rep.device.platform})",
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -188,9 +194,10 @@ def _calls_per_sample(call: Callable[[], object]) -> int:
     return max(1, min(200, math.ceil(1e-3 / (time.perf_counter() - start))))
 
 
-def run_isolated(name: str, batches: list[int], runs: int, models_dir: Path) -> dict:
-    command = [sys.executable, __file__, "--one", name, "--runs", str(runs), "--models-dir", str(models_dir),
-               "--batch", *map(str, batches)]
+def run_isolated(name: str, args: argparse.Namespace) -> dict:
+    command = [sys.executable, __file__, "--one", name, "--runs", str(args.runs), "--models-dir", str(args.models_dir),
+               "--shared-models", str(args.shared_models), "--device", args.device, "--precision", args.precision,
+               "--batch", *map(str, args.batch)]
     env = {**os.environ, "ONNX_JAX_CACHE_DIR": ""}  # prepare + first call is a cold compile, not a cache load
     done = subprocess.run(command, capture_output=True, text=True, timeout=3600, env=env)
     if done.returncode != 0:
@@ -209,20 +216,24 @@ def main() -> int:
     parser.add_argument("--models", nargs="*", help="names to run (default: all)")
     parser.add_argument("--models-dir", type=Path, default=Path.home() / ".cache" / "onnx_jax" / "bench-models",
                         help="where exported models are kept between runs")
+    parser.add_argument("--shared-models", type=Path, default=SHARED, help="the ../shared/models folder")
+    parser.add_argument("--device", default="CPU", help="onnx_jax's device: CPU, CUDA or CUDA:N (onnxruntime: CPU)")
+    parser.add_argument("--precision", default="highest", help="onnx_jax's matmul precision on GPU (see prepare)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # a worker process: one model, JSON on stdout
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(bench_one(args.one, args.batch, args.runs, args.models_dir)))
+        print(json.dumps(bench_one(args.one, args)))
         return 0
     names = [ONE_NODE, *SHARED_MODELS, *exported_names(), FOREST]
     if args.models:
         names = [n for n in names if n in args.models]
+    print(f"onnx_jax on {args.device} (precision {args.precision}); onnxruntime on its CPU provider", flush=True)
     print(f"{'model':28s} {'batch':>5s} {'first s':>7s} {'ort 1st':>7s} {'onnx_jax ms':>11s} {'p90':>8s} "
           f"{'ort ms':>8s} {'p90':>8s} {'ratio':>6s} {'items/s':>9s} {'RSS MB':>7s} {'max|diff|':>9s}", flush=True)
     everything = []
     for name in names:
-        result = run_isolated(name, args.batch, args.runs, args.models_dir)
+        result = run_isolated(name, args)
         everything.append(result)
         if "error" in result:
             print(f"{name:28s} error: {result['error']}", flush=True)
