@@ -261,7 +261,7 @@ def test_difference_is_relative_to_magnitude():
 def test_operator_table_counts_official_tests(tmp_path):
     tests = {"test_add": ["", "Add"], "test_add_bcast": ["", "Add"], "test_frob": ["", "NegativeLogLikelihoodLoss"]}
     expectations = tmp_path / "expected_failures.txt"
-    expectations.write_text("# header\ntest_add_bcast_cpu some reason\n")
+    expectations.write_text("# header\ntest_add_bcast_cpu some reason\ntest_add_cuda a GPU's own failure\n")
     table = cli.operator_table(REGISTRY, tests, cli.read_expected_failures(expectations))
     add = next(o for o in table["ops"] if o["op_type"] == "Add")
     assert (add["tests"], add["passing"], add["failing"]) == (2, 1, 1)
