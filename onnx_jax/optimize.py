@@ -21,10 +21,10 @@ INTERNAL_DOMAIN = "onnx_jax"  # ops that only the rewrites below create
 
 def optimize(graph: Graph, registry: Registry = REGISTRY) -> Graph:
     """The inference rewrites: what is computed from weights and constants alone computed once, zero Pads and
-    BatchNormalizations folded into the Conv beside them, channels-last conv weights, Gemm weights stored the
-    way they are multiplied."""
+    BatchNormalizations folded into the Conv beside them, channels-last conv weights, 1x1 convs of channel
+    concatenations as sums, Gemm weights stored the way they are multiplied."""
     graph = fold_batchnorm(fold_pads_into_convs(fold_weight_expressions(graph, registry)))
-    return untransposed_gemm_weights(channels_last_convs(graph))
+    return untransposed_gemm_weights(convs_over_concats(channels_last_convs(graph)))
 
 
 def fold_weight_expressions(graph: Graph, registry: Registry = REGISTRY) -> Graph:
@@ -151,6 +151,40 @@ def channels_last_convs(graph: Graph) -> Graph:
         rewrite=lambda node: replace(node, domain=INTERNAL_DOMAIN, opset=1),
     )
     return graph if moved is graph else replace(moved, opsets={**graph.opsets, INTERNAL_DOMAIN: 1})
+
+
+def convs_over_concats(graph: Graph) -> Graph:
+    """A channels-last 1x1 Conv (group 1, no padding, float32) that alone reads a channel Concat becomes one
+    ConcatConv: the sum of the pieces' 1x1 convolutions. The concatenation is never written, and XLA no longer
+    fuses the pieces' producers into its loop (fastestdet's SPP block: three chained 5x5 depthwise convolutions
+    recomputed there, unvectorized)."""
+    readers, producer = _readers(graph), {out: node for node in graph.nodes for out in node.outputs}
+    replaced: dict[Node, Node | None] = {}
+    for conv in graph.nodes:
+        concat = producer.get(conv.inputs[0]) if conv.inputs else None
+        if not _is_pointwise(conv, graph.initializers) or concat is None or readers[conv.inputs[0]] != 1:
+            continue
+        rank = graph.initializers[conv.inputs[1]].ndim
+        if concat.op_type != "Concat" or concat.domain != "" or concat.attrs.get("axis", 1) % rank != 1:
+            continue
+        if not all(concat.inputs) or concat in replaced:
+            continue
+        replaced[concat] = None
+        replaced[conv] = replace(conv, op_type="ConcatConv", inputs=(*conv.inputs[1:2], _optional(conv.inputs, 2),
+                                                                     *concat.inputs),
+                                 attrs={"strides": conv.attrs["strides"]} if "strides" in conv.attrs else {})
+    if not replaced:
+        return graph
+    return replace(graph, nodes=tuple(replaced.get(n, n) for n in graph.nodes if replaced.get(n, n) is not None))
+
+
+def _is_pointwise(conv: Node, inits: dict[str, np.ndarray]) -> bool:
+    """An internal (channels-last) Conv with a constant float32 1x1 weight, group 1 and no padding."""
+    if conv.op_type != "Conv" or conv.domain != INTERNAL_DOMAIN or conv.inputs[1] not in inits:
+        return False
+    w = inits[conv.inputs[1]]
+    return (w.dtype == np.float32 and all(k == 1 for k in w.shape[:-2]) and conv.attrs.get("group", 1) == 1
+            and conv.attrs.get("auto_pad", "NOTSET") in ("NOTSET", "VALID") and not any(conv.attrs.get("pads") or ()))
 
 
 def untransposed_gemm_weights(graph: Graph) -> Graph:

@@ -241,3 +241,34 @@ def test_pointwise_conv_by_input_channels(channels, dtype):
     # float32 sums of up to 64 products of size ~1 round by ~1e-6 absolute
     assert_close(onnx_jax.prepare(model).run([x]), ReferenceEvaluator(model).run(None, {"x0": x}),
                  atol=1e-5 if dtype == np.float32 else None)
+
+
+def _concat_conv_model(rng, *, axis=1, kernel=1, extra_reader=False, pieces=(3, 20, 8)) -> onnx.ModelProto:
+    inputs = [helper.make_tensor_value_info(f"x{i}", onnx.TensorProto.FLOAT, [2, c, 6, 5]) for i, c in enumerate(pieces)]
+    inits = {"w": rng.uniform(-1, 1, (12, sum(pieces), kernel, kernel)).astype(np.float32),
+             "b": rng.uniform(-1, 1, 12).astype(np.float32)}
+    nodes = [helper.make_node("Concat", [i.name for i in inputs], ["c"], axis=axis),
+             helper.make_node("Conv", ["c", "w", "b"], ["y"], strides=[2, 1])]
+    outputs = [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)]
+    if extra_reader:
+        outputs.append(helper.make_tensor_value_info("c", onnx.TensorProto.FLOAT, None))
+    graph = helper.make_graph(nodes, "concat_conv", inputs, outputs,
+                              [onnx.numpy_helper.from_array(v, k) for k, v in inits.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("axis", [1, -3])
+def test_pointwise_conv_of_a_channel_concat_sums_the_pieces(axis):
+    """The Concat is gone: each piece (3 channels: multiply-adds; 20 and 8: matmuls) meets its rows of the weight."""
+    rng = np.random.default_rng(3)
+    model = _concat_conv_model(rng, axis=axis)
+    assert _ops(optimize(read_graph(model))) == [(INTERNAL_DOMAIN, "ConcatConv")]
+    feeds = {f"x{i}": rng.uniform(-2, 2, (2, c, 6, 5)).astype(np.float32) for i, c in enumerate((3, 20, 8))}
+    # float32 sums of 31 products of size ~1: rounding of ~1e-6 absolute
+    assert_close(onnx_jax.prepare(model).run(feeds), ReferenceEvaluator(model).run(None, feeds), atol=1e-5)
+
+
+@pytest.mark.parametrize("case", [dict(kernel=3), dict(extra_reader=True)])
+def test_concats_stay_where_the_conv_is_not_pointwise_or_not_their_only_reader(case):
+    graph = optimize(read_graph(_concat_conv_model(np.random.default_rng(4), **case)))
+    assert ("", "Concat") in _ops(graph) and (INTERNAL_DOMAIN, "Conv") in _ops(graph)

@@ -150,6 +150,17 @@ def ConvChannelsLast(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1
     return jnp.moveaxis(y.astype(x.dtype), -1, 1)
 
 
+@op("ConcatConv", 1, domain="onnx_jax")
+def ConcatConv(w, b, *pieces, strides=None, **conv_attrs):
+    """A 1x1 ConvChannelsLast (no padding, group 1) of the channel concatenation of `pieces`, made by
+    onnx_jax.optimize: the sum of each piece's 1x1 convolution with its rows of the weight, so the concatenation
+    is never written (and XLA cannot fuse the pieces' producers into its loop)."""
+    offsets = np.cumsum([0] + [p.shape[1] for p in pieces])
+    y = sum(ConvChannelsLast(piece, w[..., lo:hi, :], strides=strides)
+            for piece, lo, hi in zip(pieces, offsets, offsets[1:]))
+    return y if b is None else y + _channel_vector(b, y.ndim).astype(y.dtype)
+
+
 # a 1x1 convolution over few channels is a memory-bound matmul; as a multiply-add XLA fuses it with the activation
 # and padding after it, one pass less over its (often large) output (MobileNetV2's 16 -> 96 expansion)
 _MAX_SUMMED_CHANNELS = 16
