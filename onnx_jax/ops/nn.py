@@ -116,8 +116,9 @@ def ConvChannelsLast(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1
     It computes channels-last, the layout XLA's CPU convolution uses (XLA cancels the transposes between
     neighbouring convs), and avoids XLA's convolution where a matmul or a fused loop is faster (measured in
     docs/performance.md): 1x1 convolutions are a strided slice and a matmul (a multiply-add over at most
-    _MAX_SUMMED_CHANNELS input channels), depthwise ones a multiply-add over the kernel taps. (A matmul of im2col
-    patches measured no faster than XLA's convolution, and slower on small images.)
+    _MAX_SUMMED_CHANNELS input channels), depthwise ones a multiply-add over the kernel taps, and first layers
+    over few channels (at most _MAX_IMAGE_PRODUCTS channel-taps) a multiply-add that reads the channels-first input
+    in place. (A matmul of im2col patches measured no faster than XLA's convolution, and slower on small images.)
     """
     n = w.ndim - 2
     strides, dilations = _per_axis(strides, n, 1), _per_axis(dilations, n, 1)
@@ -134,6 +135,11 @@ def ConvChannelsLast(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1
                 y = y + x_last[..., c:c + 1].astype(acc) * w[c].astype(acc)
         else:
             y = jnp.matmul(x_last, w, preferred_element_type=acc)
+    elif group == 1 and x.shape[1] * taps <= _MAX_IMAGE_PRODUCTS:
+        y = jnp.zeros((), acc)
+        for tap, window in _windows(x, kernel, strides, padding, dilations, channels_first=True):
+            for c in range(x.shape[1]):
+                y = y + window[:, c, ..., None].astype(acc) * w[tap][c].astype(acc)
     elif group == x.shape[1] and w.shape[n] == 1 and taps <= _MAX_DEPTHWISE_TAPS:
         if (multiplier := w.shape[-1] // x.shape[1]) > 1:
             x_last = jnp.repeat(x_last, multiplier, axis=-1)
@@ -165,21 +171,31 @@ def ConcatConv(w, b, *pieces, strides=None, **conv_attrs):
 # and padding after it, one pass less over its (often large) output (MobileNetV2's 16 -> 96 expansion)
 _MAX_SUMMED_CHANNELS = 16
 _MAX_DEPTHWISE_TAPS = 49  # kernels up to 7x7 as shifted multiply-adds; larger ones go to XLA's convolution
+# a first layer over an RGB image (3x3) as multiply-adds reading the channels-first input in place: XLA's
+# convolution wants it copied channels-last first, and its kernels are slow on 3 input channels (0.33-0.76x on
+# single convolutions); a 5x5 over RGB into 64 channels was 1.8x slower this way
+_MAX_IMAGE_PRODUCTS = 27  # input channels x kernel taps
 
 
-def _output_sizes(x, kernel, strides, padding, dilations) -> list[int]:
-    """Spatial output sizes of a channels-last convolution."""
-    return [(x.shape[1 + i] + lo + hi - (k - 1) * d - 1) // s + 1
-            for i, (k, s, (lo, hi), d) in enumerate(zip(kernel, strides, padding, dilations))]
+def _output_sizes(spatial, kernel, strides, padding, dilations) -> list[int]:
+    """Output sizes of a convolution over the spatial sizes `spatial`."""
+    return [(size + lo + hi - (k - 1) * d - 1) // s + 1
+            for size, k, s, (lo, hi), d in zip(spatial, kernel, strides, padding, dilations)]
 
 
-def _windows(x, kernel, strides, padding, dilations):
-    """(tap, the padded channels-last input seen through that kernel tap), for every tap of the kernel."""
-    sizes = _output_sizes(x, kernel, strides, padding, dilations)
-    x = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), *((lo, hi, 0) for lo, hi in padding), (0, 0, 0)])
+def _windows(x, kernel, strides, padding, dilations, channels_first: bool = False):
+    """(tap, the padded input seen through that kernel tap), for every tap of the kernel; x is channels-last
+    unless `channels_first`."""
+    lead = 2 if channels_first else 1
+    spatial = x.shape[lead:lead + len(kernel)]
+    sizes = _output_sizes(spatial, kernel, strides, padding, dilations)
+    config = [(0, 0, 0)] * x.ndim
+    config[lead:lead + len(kernel)] = [(lo, hi, 0) for lo, hi in padding]
+    x = lax.pad(x, jnp.zeros((), x.dtype), config)
     for tap in itertools.product(*map(range, kernel)):
-        window = tuple(slice(t * d, t * d + (size - 1) * s + 1, s) for t, d, s, size in zip(tap, dilations, strides, sizes))
-        yield tap, x[(slice(None), *window)]
+        window = tuple(slice(t * d, t * d + (size - 1) * s + 1, s)
+                       for t, d, s, size in zip(tap, dilations, strides, sizes))
+        yield tap, x[(slice(None),) * lead + window]
 
 
 @op("ConvTranspose", 1)
