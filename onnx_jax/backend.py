@@ -5,7 +5,9 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
+import math
 import os
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -35,10 +37,18 @@ from .registry import REGISTRY, Registry
 
 DEFAULT_CACHE_SIZE = 32  # compiled executables kept per prepared model (one per input signature)
 SMALL_CONSTANT = 16  # float initializers up to this many elements are compiled in as constants, not arguments
-# XLA CPU runs convolutions through YNNPACK by default, 1.2-2x slower than its Eigen kernels on the benchmark's
-# CNNs (docs/performance.md); dots stay with YNNPACK
+# XLA CPU runs convolutions and dots through YNNPACK by default. Its convolutions are 1.2-2x slower than XLA's
+# Eigen kernels on the benchmark's CNNs; its dots are faster on tiny products and on wide ones (2048+ output
+# columns: a vocabulary projection), slower on the mid-size ones between (docs/performance.md). So convolutions
+# always go to Eigen, and dots too when mid-size dots hold most of the executable's dot FLOPs.
 YNN_OPTION = "xla_cpu_experimental_ynn_fusion_type"
-CPU_COMPILER_OPTIONS = {YNN_OPTION: "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+YNN_DOTS = {YNN_OPTION: "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+EIGEN_DOTS = {YNN_OPTION: ""}
+EIGEN_DOT_SHARE = 0.75  # of the dot FLOPs, in mid-size dots, above which the dots go to Eigen
+TINY_DOT_FLOPS = 2**21
+WIDE_DOT_COLUMNS = 2048
+_DOT = re.compile(r"stablehlo\.dot_general [^\n]*?contracting_dims = \[([\d, ]*)\][^\n]*"
+                  r": \(tensor<([^>]*)>, tensor<[^>]*>\) -> tensor<([^>]*)>")
 
 
 def jax_device(device: str = "CPU") -> jax.Device:
@@ -297,11 +307,29 @@ def _compile_lowered(lowered: jax.stages.Lowered, device: jax.Device) -> jax.sta
     if device.platform != "cpu" or YNN_OPTION in os.environ.get("XLA_FLAGS", ""):
         return lowered.compile()
     try:
-        return lowered.compile(CPU_COMPILER_OPTIONS)
+        return lowered.compile(cpu_compiler_options(lowered.as_text()))
     except jax.errors.JaxRuntimeError as e:
         if YNN_OPTION not in str(e):
             raise
         return lowered.compile()
+
+
+def cpu_compiler_options(stablehlo: str) -> dict[str, str]:
+    """Eigen for the convolutions; for the dots too when mid-size dots (neither tiny nor wide) hold at least
+    EIGEN_DOT_SHARE of the module's dot FLOPs, else YNNPACK for the dots."""
+    mid = total = 0
+    for contracting, lhs, result in _DOT.findall(stablehlo):
+        lhs_dims, result_dims = _dims(lhs), _dims(result)
+        flops = 2 * math.prod(result_dims) * math.prod(lhs_dims[int(d)] for d in contracting.split(",") if d.strip())
+        total += flops
+        if flops >= TINY_DOT_FLOPS and (result_dims or [1])[-1] < WIDE_DOT_COLUMNS:
+            mid += flops
+    return EIGEN_DOTS if total and mid >= EIGEN_DOT_SHARE * total else YNN_DOTS
+
+
+def _dims(tensor_type: str) -> list[int]:
+    """The static dimensions of an MLIR tensor type such as '8x128xf32' (a dynamic '?' counts as 1)."""
+    return [int(d) if d.isdigit() else 1 for d in tensor_type.split("x")[:-1]]
 
 
 def _batch_mesh(devices: Sequence[jax.Device] | None) -> Mesh | None:

@@ -114,3 +114,47 @@ def test_ynnpack_choice_in_xla_flags_is_kept(tmp_path):
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "True"
+
+
+def _lowered_text(fn, *shapes) -> str:
+    import jax
+
+    return jax.jit(fn).lower(*(jax.ShapeDtypeStruct(s, np.float32) for s in shapes)).as_text()
+
+
+def test_cpu_dots_go_to_eigen_when_mid_size_dots_dominate():
+    from onnx_jax import backend
+
+    def mlp(x, w1, w2):
+        return (x @ w1) @ w2
+
+    def lm_head(x, w, vocab):  # a small block, then a 2048+-column projection that holds most FLOPs
+        return (x @ w) @ vocab
+
+    def attention(q, k):  # batched: 4 x 128 x 64 by 4 x 64 x 128
+        import jax.numpy as jnp
+
+        return jnp.einsum("bqd,bdk->bqk", q, k)
+
+    def tiny(x, w):
+        return x @ w
+
+    choices = {
+        "mlp": backend.cpu_compiler_options(_lowered_text(mlp, (128, 256), (256, 1024), (1024, 256))),
+        "lm_head": backend.cpu_compiler_options(_lowered_text(lm_head, (128, 256), (256, 256), (256, 8192))),
+        "attention": backend.cpu_compiler_options(_lowered_text(attention, (4, 128, 64), (4, 64, 128))),
+        "tiny": backend.cpu_compiler_options(_lowered_text(tiny, (4, 32), (32, 96))),
+        "no dots": backend.cpu_compiler_options(_lowered_text(lambda x: x + 1, (4, 4))),
+    }
+    eigen = {k for k, v in choices.items() if v == backend.EIGEN_DOTS}
+    assert eigen == {"mlp", "attention"}, choices
+    assert all(v in (backend.EIGEN_DOTS, backend.YNN_DOTS) for v in choices.values())
+
+
+def test_cpu_dot_flops_are_read_from_batched_and_dynamic_dot_generals():
+    from onnx_jax import backend
+
+    text = ("%0 = stablehlo.dot_general %a, %b, batching_dims = [0] x [0], contracting_dims = [2] x [1], "
+            "precision = [HIGHEST, HIGHEST] : (tensor<4x128x64xf32>, tensor<4x64x128xf32>) -> tensor<4x128x128xf32>")
+    assert backend._DOT.findall(text) == [("2", "4x128x64xf32", "4x128x128xf32")]
+    assert backend._dims("?x128xf32") == [1, 128]
