@@ -157,7 +157,7 @@ def ConvChannelsLast(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1
 
 
 @op("ConcatConv", 1, domain="onnx_jax")
-def ConcatConv(w, b, *pieces, strides=None, **conv_attrs):
+def ConcatConv(w, b, *pieces, strides=None):
     """A 1x1 ConvChannelsLast (no padding, group 1) of the channel concatenation of `pieces`, made by
     onnx_jax.optimize: the sum of each piece's 1x1 convolution with its rows of the weight, so the concatenation
     is never written (and XLA cannot fuse the pieces' producers into its loop)."""
