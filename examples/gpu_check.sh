@@ -4,7 +4,8 @@
 # default reduced precision on the models with matmuls) against onnxruntime on the same machine's CPU, and the
 # official backend tests' CUDA variants.
 #
-# Prepare (here, where the models are):
+# Prepare (here, where the models are; .gpu/ is git-ignored):
+#   python examples/benchmark.py --runs 1    # exports the benchmark models once, if not yet done
 #   python examples/weightless.py strip ~/.cache/onnx_jax/bench-models .gpu/bench-models
 #   cp -r ../shared/models .gpu/shared-models
 # then run `bash examples/gpu_check.sh` there with .gpu beside the code; logs and JSON land in $OUT. A shorter
