@@ -170,9 +170,9 @@ def convs_over_concats(graph: Graph) -> Graph:
         if not all(concat.inputs) or concat in replaced:
             continue
         replaced[concat] = None
-        replaced[conv] = replace(conv, op_type="ConcatConv", inputs=(*conv.inputs[1:2], _optional(conv.inputs, 2),
-                                                                     *concat.inputs),
-                                 attrs={"strides": conv.attrs["strides"]} if "strides" in conv.attrs else {})
+        inputs = (conv.inputs[1], _optional(conv.inputs, 2), *concat.inputs)
+        attrs = {"strides": conv.attrs["strides"]} if "strides" in conv.attrs else {}
+        replaced[conv] = replace(conv, op_type="ConcatConv", inputs=inputs, attrs=attrs)
     if not replaced:
         return graph
     return replace(graph, nodes=tuple(replaced.get(n, n) for n in graph.nodes if replaced.get(n, n) is not None))

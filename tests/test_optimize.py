@@ -243,13 +243,15 @@ def test_pointwise_conv_by_input_channels(channels, dtype):
                  atol=1e-5 if dtype == np.float32 else None)
 
 
-def _concat_conv_model(rng, *, axis=1, kernel=1, extra_reader=False, pieces=(3, 20, 8)) -> onnx.ModelProto:
+def _concat_conv_model(rng, *, axis=1, kernel=1, extra_reader=False, pieces=(3, 20, 8), strides=(2, 1),
+                       bias=True) -> onnx.ModelProto:
     inputs = [helper.make_tensor_value_info(f"x{i}", onnx.TensorProto.FLOAT, [2, c, 6, 5])
               for i, c in enumerate(pieces)]
-    inits = {"w": rng.uniform(-1, 1, (12, sum(pieces), kernel, kernel)).astype(np.float32),
-             "b": rng.uniform(-1, 1, 12).astype(np.float32)}
+    inits = {"w": rng.uniform(-1, 1, (12, sum(pieces), kernel, kernel)).astype(np.float32)}
+    if bias:
+        inits["b"] = rng.uniform(-1, 1, 12).astype(np.float32)
     nodes = [helper.make_node("Concat", [i.name for i in inputs], ["c"], axis=axis),
-             helper.make_node("Conv", ["c", "w", "b"], ["y"], strides=[2, 1])]
+             helper.make_node("Conv", ["c", *inits], ["y"], strides=list(strides))]
     outputs = [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)]
     if extra_reader:
         outputs.append(helper.make_tensor_value_info("c", onnx.TensorProto.FLOAT, None))
@@ -258,14 +260,17 @@ def _concat_conv_model(rng, *, axis=1, kernel=1, extra_reader=False, pieces=(3, 
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-@pytest.mark.parametrize("axis", [1, -3])
-def test_pointwise_conv_of_a_channel_concat_sums_the_pieces(axis):
-    """The Concat is gone: each piece (3 channels: multiply-adds; 20 and 8: matmuls) meets its rows of the weight."""
-    rng = np.random.default_rng(3)
-    model = _concat_conv_model(rng, axis=axis)
+@settings(max_examples=15)
+@given(pieces=st.lists(st.integers(1, 20), min_size=1, max_size=4), axis=st.sampled_from([1, -3]),
+       strides=st.tuples(st.integers(1, 2), st.integers(1, 2)), bias=st.booleans(), seed=st.integers(0, 2**16))
+def test_pointwise_conv_of_a_channel_concat_sums_the_pieces(pieces, axis, strides, bias, seed):
+    """The Concat is gone: each piece (up to 16 channels: multiply-adds; more: a matmul) meets its rows of the
+    weight, and the sum equals onnx.reference's Conv of the concatenation."""
+    rng = np.random.default_rng(seed)
+    model = _concat_conv_model(rng, axis=axis, pieces=tuple(pieces), strides=strides, bias=bias)
     assert _ops(optimize(read_graph(model))) == [(INTERNAL_DOMAIN, "ConcatConv")]
-    feeds = {f"x{i}": rng.uniform(-2, 2, (2, c, 6, 5)).astype(np.float32) for i, c in enumerate((3, 20, 8))}
-    # float32 sums of 31 products of size ~1: rounding of ~1e-6 absolute
+    feeds = {f"x{i}": rng.uniform(-2, 2, (2, c, 6, 5)).astype(np.float32) for i, c in enumerate(pieces)}
+    # float32 sums of up to 80 products of size ~1: rounding of ~1e-6 absolute
     assert_close(onnx_jax.prepare(model).run(feeds), ReferenceEvaluator(model).run(None, feeds), atol=1e-5)
 
 
