@@ -36,6 +36,7 @@ DEFAULT_RTOL = 1e-4  # compare: a value matches when max|ours - ref| <= atol + r
 DEFAULT_ATOL = 1e-4
 DEFAULT_BENCH_RUNS = 20
 BENCH_WARMUP_RUNS = 2  # untimed calls after the first one, before the timed ones
+PAGE_FAULT_HINT = 1000  # page faults per run above which bench suggests the allocator settings of docs/faq.md
 RANDOM_INT_HIGH = 10  # random integer inputs are drawn from [0, RANDOM_INT_HIGH): valid as small indices
 
 EXAMPLES = """\
@@ -809,12 +810,25 @@ def _timings(call: Callable[[], Any], runs: int) -> dict[str, float]:
     for _ in range(BENCH_WARMUP_RUNS):
         call()
     times = []
+    faults = _page_faults()
     for _ in range(runs):
         start = time.perf_counter()
         call()
         times.append(time.perf_counter() - start)
-    return {"first_call_s": first, "median_ms": float(np.median(times)) * 1e3,
-            "p90_ms": float(np.percentile(times, 90)) * 1e3, "min_ms": float(np.min(times)) * 1e3}
+    timing = {"first_call_s": first, "median_ms": float(np.median(times)) * 1e3,
+              "p90_ms": float(np.percentile(times, 90)) * 1e3, "min_ms": float(np.min(times)) * 1e3}
+    if faults is not None:
+        timing["page_faults_per_run"] = (_page_faults() - faults) / runs
+    return timing
+
+
+def _page_faults() -> int | None:
+    """The process's minor page faults so far (None where the platform does not count them)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def cmd_bench(args: argparse.Namespace, ui: Ui) -> int:
@@ -861,13 +875,19 @@ def _render_bench(r: Mapping[str, Any]) -> str:
             t = e.get(runtime)
             if t is None:
                 continue
+            faults = t.get("page_faults_per_run")
             rows.append([e["batch"], runtime, f"{t['first_call_s']:.3f}", f"{t['median_ms']:.3f}",
-                         f"{t['p90_ms']:.3f}", f"{t['throughput']:.1f}"])
-    lines.append(_table(["batch", "runtime", "first call s", "median ms", "p90 ms", "items/s"], rows))
+                         f"{t['p90_ms']:.3f}", f"{t['throughput']:.1f}", "" if faults is None else f"{faults:.0f}"])
+    lines.append(_table(["batch", "runtime", "first call s", "median ms", "p90 ms", "items/s", "faults/run"], rows))
     for e in r["results"]:
         if "ratio" in e:
             lines.append(f"batch {e['batch']}: onnx_jax / onnxruntime median latency = {e['ratio']:.2f}")
     lines.append("first call: onnx_jax compiles on it; onnxruntime's session was built before it")
+    faults = max((e["onnx_jax"].get("page_faults_per_run", 0) for e in r["results"]), default=0)
+    if faults >= PAGE_FAULT_HINT and "glibc.malloc.hugetlb" not in os.environ.get("GLIBC_TUNABLES", ""):
+        lines.append(f"onnx_jax page-faulted {faults:.0f} times per run (XLA allocates its temporaries afresh and the C\n"
+                     "library maps large blocks from the kernel each time): on Linux, run with\n"
+                     "GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (transparent huge pages) to cut this; see docs/faq.md")
     return "\n".join(lines)
 
 

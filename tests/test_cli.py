@@ -151,6 +151,24 @@ def test_bench_times_both_runtimes():
         timing = entry[runtime]
         assert 0 < timing["median_ms"] <= timing["p90_ms"] and timing["throughput"] > 0
     assert entry["ratio"] == pytest.approx(entry["onnx_jax"]["median_ms"] / entry["onnxruntime"]["median_ms"])
+    if sys.platform != "win32":
+        assert all(entry[runtime]["page_faults_per_run"] >= 0 for runtime in ("onnx_jax", "onnxruntime"))
+
+
+def _bench_result(faults):
+    timing = {"first_call_s": 0.5, "median_ms": 2.0, "p90_ms": 2.5, "throughput": 500.0,
+              "page_faults_per_run": faults}
+    return {"model": "m.onnx", "device": "cpu", "runs": 5, "results": [{"batch": 8, "onnx_jax": timing}]}
+
+
+def test_bench_suggests_huge_pages_only_when_runs_page_fault(monkeypatch):
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    assert "faults/run" in cli._render_bench(_bench_result(12.0))
+    assert "hugetlb" not in cli._render_bench(_bench_result(12.0))
+    assert "page-faulted 11929 times per run" in cli._render_bench(_bench_result(11929.0))
+    assert "GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in cli._render_bench(_bench_result(11929.0))
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
+    assert "hugetlb" not in cli._render_bench(_bench_result(11929.0))
 
 
 @needs_models
