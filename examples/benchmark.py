@@ -15,7 +15,8 @@ Models: a one-node Add (per-call overhead, not in the means), the ones in ../sha
 transformers graphs of examples/export_models.py at the `bench` size with both torch exporters (exported once
 into --models-dir), and a 100-tree random forest at batch 10,000. Each model runs in its own process, so the
 peak RSS is that model's (both runtimes together). Per model and batch: prepare + first call (compile)
-time, median and p90 latency over --runs samples, throughput, and onnx_jax/onnxruntime latency ratio;
+time, median and p90 latency over --runs samples, throughput, onnx_jax/onnxruntime latency ratio, and
+onnx_jax's minor page faults per call (XLA's fresh temporaries; see docs/faq.md on large batches);
 then the geometric mean of the ratios per batch size.
 """
 
@@ -150,23 +151,27 @@ def bench_one(name: str, args: argparse.Namespace) -> dict:
         diff = max((float(np.max(np.abs(a.astype(np.float64) - b))) for a, b in zip(ours, theirs)
                     if getattr(a, "dtype", None) is not None and a.dtype.kind == "f" and a.size), default=0.0)
         times: dict[str, list[float]] = {"onnx_jax": [], "onnxruntime": []}
+        faults = {"onnx_jax": 0, "onnxruntime": 0}  # minor page faults during the timed calls
         calls = {"onnx_jax": lambda: rep.run(feeds), "onnxruntime": lambda: session.run(None, feeds)}
         repeat = {key: _calls_per_sample(call) for key, call in calls.items()}
         for _ in range(ROUNDS):  # blocks alternate, so the machine's slow drifts hit both runtimes
             for key, call in calls.items():
                 _warm_up(call)
+                before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
                 for _ in range(max(1, runs // ROUNDS)):
                     start = time.perf_counter()
                     for _ in range(repeat[key]):
                         call()
                     times[key].append((time.perf_counter() - start) / repeat[key])
+                faults[key] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
         items = len(next(iter(feeds.values())))
         entry = {"batch": batch, "items": items, "max_abs_diff": diff}
         for key, first in (("onnx_jax", prepare_s + first_s if batch == batches[0] else first_s),
                            ("onnxruntime", session_s + ort_first_s if batch == batches[0] else ort_first_s)):
             median = statistics.median(times[key])
             entry[key] = {"first_s": first, "median_ms": median * 1e3,
-                          "p90_ms": float(np.percentile(times[key], 90)) * 1e3, "items_per_s": items / median}
+                          "p90_ms": float(np.percentile(times[key], 90)) * 1e3, "items_per_s": items / median,
+                          "page_faults_per_call": faults[key] / (len(times[key]) * repeat[key])}
         entry["ratio"] = entry["onnx_jax"]["median_ms"] / entry["onnxruntime"]["median_ms"]
         results.append(entry)
     return {"model": name, "results": results, "precision": args.precision,
@@ -230,7 +235,8 @@ def main() -> int:
         names = [n for n in names if n in args.models]
     print(f"onnx_jax on {args.device} (precision {args.precision}); onnxruntime on its CPU provider", flush=True)
     print(f"{'model':28s} {'batch':>5s} {'first s':>7s} {'ort 1st':>7s} {'onnx_jax ms':>11s} {'p90':>8s} "
-          f"{'ort ms':>8s} {'p90':>8s} {'ratio':>6s} {'items/s':>9s} {'RSS MB':>7s} {'max|diff|':>9s}", flush=True)
+          f"{'ort ms':>8s} {'p90':>8s} {'ratio':>6s} {'items/s':>9s} {'RSS MB':>7s} {'max|diff|':>9s} "
+          f"{'faults/call':>11s}", flush=True)
     everything = []
     for name in names:
         result = run_isolated(name, args)
@@ -242,8 +248,8 @@ def main() -> int:
             ours, theirs = e["onnx_jax"], e["onnxruntime"]
             print(f"{name:28s} {e['batch']:5d} {ours['first_s']:7.2f} {theirs['first_s']:7.2f} "
                   f"{ours['median_ms']:11.3f} {ours['p90_ms']:8.3f} {theirs['median_ms']:8.3f} {theirs['p90_ms']:8.3f} "
-                  f"{e['ratio']:6.2f} {ours['items_per_s']:9.1f} {result['peak_rss_mb']:7.0f} {e['max_abs_diff']:9.2g}",
-                  flush=True)
+                  f"{e['ratio']:6.2f} {ours['items_per_s']:9.1f} {result['peak_rss_mb']:7.0f} {e['max_abs_diff']:9.2g} "
+                  f"{ours['page_faults_per_call']:11.0f}", flush=True)
     for r in everything:
         if r["model"] == ONE_NODE and r.get("results"):
             e = r["results"][0]
