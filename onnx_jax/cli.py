@@ -884,9 +884,10 @@ def _render_bench(r: Mapping[str, Any]) -> str:
             lines.append(f"batch {e['batch']}: onnx_jax / onnxruntime median latency = {e['ratio']:.2f}")
     lines.append("first call: onnx_jax compiles on it; onnxruntime's session was built before it")
     faults = max((e["onnx_jax"].get("page_faults_per_run", 0) for e in r["results"]), default=0)
-    if faults >= PAGE_FAULT_HINT and "glibc.malloc.hugetlb" not in os.environ.get("GLIBC_TUNABLES", ""):
-        lines.append(f"onnx_jax page-faulted {faults:.0f} times per run (XLA allocates its temporaries afresh and the C\n"
-                     "library maps large blocks from the kernel each time): on Linux, run with\n"
+    if (faults >= PAGE_FAULT_HINT and sys.platform.startswith("linux")
+            and "glibc.malloc.hugetlb" not in os.environ.get("GLIBC_TUNABLES", "")):
+        lines.append(f"onnx_jax page-faulted {faults:.0f} times per run (XLA allocates its temporaries afresh and\n"
+                     "the C library maps large blocks from the kernel each time): run with\n"
                      "GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (transparent huge pages) to cut this; see docs/faq.md")
     return "\n".join(lines)
 

@@ -163,11 +163,15 @@ def _bench_result(faults):
 
 def test_bench_suggests_huge_pages_only_when_runs_page_fault(monkeypatch):
     monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
     assert "faults/run" in cli._render_bench(_bench_result(12.0))
     assert "hugetlb" not in cli._render_bench(_bench_result(12.0))
     assert "page-faulted 11929 times per run" in cli._render_bench(_bench_result(11929.0))
     assert "GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in cli._render_bench(_bench_result(11929.0))
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
+    assert "hugetlb" not in cli._render_bench(_bench_result(11929.0))
+    monkeypatch.delenv("GLIBC_TUNABLES")
+    monkeypatch.setattr(sys, "platform", "darwin")  # no glibc
     assert "hugetlb" not in cli._render_bench(_bench_result(11929.0))
 
 
