@@ -167,9 +167,9 @@ def convs_over_concats(graph: Graph) -> Graph:
         rank = graph.initializers[conv.inputs[1]].ndim
         if concat.op_type != "Concat" or concat.domain != "" or concat.attrs.get("axis", 1) % rank != 1:
             continue
-        if not all(concat.inputs) or concat in replaced:
+        if not all(concat.inputs):
             continue
-        replaced[concat] = None
+        replaced[concat] = None  # its one reader is this conv
         inputs = (conv.inputs[1], _optional(conv.inputs, 2), *concat.inputs)
         attrs = {"strides": conv.attrs["strides"]} if "strides" in conv.attrs else {}
         replaced[conv] = replace(conv, op_type="ConcatConv", inputs=inputs, attrs=attrs)

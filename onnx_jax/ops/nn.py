@@ -136,8 +136,8 @@ def ConvChannelsLast(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1
         else:
             y = jnp.matmul(x_last, w, preferred_element_type=acc)
     elif group == 1 and x.shape[1] * taps <= _MAX_IMAGE_PRODUCTS:
-        # the branch above reads channels-last (its input is another conv's output); reading channels-first there
-        # put transposing copies into ultraface's HLO, while here the input is the model's channels-first image
+        # the branch above reads channels-last (its input is usually another conv's output); reading channels-first
+        # there put transposing copies into ultraface's HLO, while this one's input is usually the model's image
         y = jnp.zeros((), acc)
         for tap, window in _windows(x, kernel, strides, padding, dilations, channels_first=True):
             for c in range(x.shape[1]):
