@@ -42,6 +42,23 @@ def test_conv_with_constant_weights(data):
     assert_close(ours, ReferenceEvaluator(model).run(None, {"x0": x}))
 
 
+@settings(max_examples=15)
+@given(st.data())
+def test_depthwise_conv_with_stride_one(data):
+    """Depthwise convolutions with stride 1 over 2-3 spatial axes read flattened shifted windows (ops/nn.py)."""
+    n = data.draw(st.integers(2, 3))
+    kernel = [data.draw(st.integers(1, 3)) for _ in range(n)]
+    dilations = [data.draw(st.integers(1, 2)) for _ in range(n)]
+    spans = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
+    pads = [data.draw(st.integers(0, s - 1)) for s in spans * 2]
+    sizes = [data.draw(st.integers(max(1, s - lo - hi), 5)) for s, lo, hi in zip(spans, pads, pads[n:])]
+    channels, multiplier = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 2))
+    x = data.draw(arrays(np.float32, (data.draw(st.integers(1, 2)), channels, *sizes), low=-2, high=2))
+    w = data.draw(arrays(np.float32, (channels * multiplier, 1, *kernel), low=-2, high=2))
+    model = node_model("Conv", [x, w], initializers={"x1": w}, group=channels, pads=pads, dilations=dilations)
+    assert_close(onnx_jax.prepare(model).run([x]), ReferenceEvaluator(model).run(None, {"x0": x}))
+
+
 def _conv_batchnorm_model(rng, with_bias: bool) -> onnx.ModelProto:
     inits = {
         "w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),

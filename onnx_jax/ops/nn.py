@@ -145,9 +145,7 @@ def ConvChannelsLast(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1
     elif group == x.shape[1] and w.shape[n] == 1 and taps <= _MAX_DEPTHWISE_TAPS:
         if (multiplier := w.shape[-1] // x.shape[1]) > 1:
             x_last = jnp.repeat(x_last, multiplier, axis=-1)
-        y = jnp.zeros((), acc)
-        for tap, window in _windows(x_last, kernel, strides, padding, dilations):
-            y = y + window.astype(acc) * w[tap][0].astype(acc)
+        y = _depthwise(x_last, w, kernel, strides, padding, dilations, acc)
     else:
         spatial = "DHW"[-n:]
         y = lax.conv_general_dilated(
@@ -198,6 +196,34 @@ def _windows(x, kernel, strides, padding, dilations, channels_first: bool = Fals
         window = tuple(slice(t * d, t * d + (size - 1) * s + 1, s)
                        for t, d, s, size in zip(tap, dilations, strides, sizes))
         yield tap, x[(slice(None),) * lead + window]
+
+
+def _depthwise(x, w, kernel, strides, padding, dilations, acc):
+    """A depthwise convolution of channels-last x with (spatial..., 1, channels) weights: a multiply-add over the
+    kernel taps, each a shifted window of the padded input.
+
+    With stride 1 over 2+ spatial axes the windows are shifted slices of the padded input with its spatial axes
+    flattened, summed at the padded width and cut to the output's once at the end: the same values, but XLA can
+    no longer see the window that lies inside the unpadded input as the input itself. It then fused the input's
+    producer into the loop a second time (MobileNetV2's and ultraface's first layer, computed twice).
+    """
+    n = len(kernel)
+    if n < 2 or any(s != 1 for s in strides):
+        return sum(window.astype(acc) * w[tap][0].astype(acc)
+                   for tap, window in _windows(x, kernel, strides, padding, dilations))
+    sizes = _output_sizes(x.shape[1:1 + n], kernel, strides, padding, dilations)
+    padded = [size + lo + hi for size, (lo, hi) in zip(x.shape[1:1 + n], padding)]
+    steps = [math.prod(padded[i + 1:]) for i in range(n)]  # flat distance between neighbours along each axis
+    overhang = sum((k - 1) * d * step for k, d, step in zip(kernel[1:], dilations[1:], steps[1:]))
+    extra = -(-overhang // steps[0])  # rows more below, so the last tap's slice stays inside
+    config = [(0, 0, 0), (padding[0][0], padding[0][1] + extra, 0), *[(lo, hi, 0) for lo, hi in padding[1:]], (0, 0, 0)]
+    flat = lax.pad(x, jnp.zeros((), x.dtype), config).reshape(x.shape[0], -1, x.shape[-1])
+    y = jnp.zeros((), acc)
+    for tap in itertools.product(*map(range, kernel)):
+        start = sum(t * d * step for t, d, step in zip(tap, dilations, steps))
+        window = flat[:, start:start + sizes[0] * steps[0]].reshape(x.shape[0], sizes[0], *padded[1:], x.shape[-1])
+        y = y + window.astype(acc) * w[tap][0].astype(acc)
+    return y[(slice(None),) + tuple(slice(0, size) for size in sizes)]
 
 
 @op("ConvTranspose", 1)
