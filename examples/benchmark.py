@@ -11,13 +11,13 @@ while after each run and would take the cores from whatever runs next (this made
 each block starts after 0.2 s of untimed calls of its runtime. A sample of a sub-millisecond model is the mean
 of as many calls as take about a millisecond.
 
-Models: a one-node Add (per-call overhead, not in the means), the ones in ../shared/models (their io.npz inputs, tiled along a symbolic batch axis for batch 8), the
-transformers graphs of examples/export_models.py at the `bench` size with both torch exporters (exported once
-into --models-dir), and a 100-tree random forest at batch 10,000. Each model runs in its own process, so the
-peak RSS is that model's (both runtimes together). Per model and batch: prepare + first call (compile)
-time, median and p90 latency over --runs samples, throughput, onnx_jax/onnxruntime latency ratio, and
-onnx_jax's minor page faults per call (XLA's fresh temporaries; see docs/faq.md on large batches);
-then the geometric mean of the ratios per batch size.
+Models: a one-node Add (per-call overhead, not in the means), the ones in ../shared/models (their io.npz inputs,
+tiled along a symbolic batch axis for batch 8), the transformers graphs of examples/export_models.py at the `bench`
+size with both torch exporters (exported once into --models-dir), and a 100-tree random forest at batch 10,000. Each
+model runs in its own process, so the peak RSS is that model's (both runtimes together). Per model and batch:
+prepare + first call (compile) time, median and p90 latency over --runs samples, throughput, onnx_jax/onnxruntime
+latency ratio, and onnx_jax's minor page faults per call (XLA's fresh temporaries; see docs/faq.md on large
+batches); then the geometric mean of the ratios per batch size.
 """
 
 from __future__ import annotations

@@ -324,8 +324,8 @@ def _window(x, init, reducer, kernel, strides, dilations, padding):
     cancels the transposes instead of copying each pooled image out to channels-first and back. There,
     overlapping windows of up to _MAX_POOL_TAPS taps are the reducer folded over shifted slices of the padded
     image in window order (the same maxima; sums in that order): XLA's CPU reduce-window, not vectorized across
-    channels, took 2-7x longer. Windows that tile the image stay a reduce-window: as slices, XLA fused mnist-8's first convolution
-    into the pooling loop, which ran 1.5-2x slower.
+    channels, took 2-7x longer. Windows that tile the image stay a reduce-window: as slices, XLA fused mnist-8's
+    first convolution into the pooling loop, which ran 1.5-2x slower.
     """
     last = isinstance(x, jax.Array) and x.ndim == len(kernel) + 2
     x = jnp.moveaxis(x, 1, -1) if last else x
