@@ -535,6 +535,17 @@ def test_the_compile_cache_is_bounded_and_evicted_shapes_come_back_right():
         assert rep.compiled_segments <= 3
 
 
+def test_alternating_signatures_each_run_their_own_executable():
+    model, w, b = mlp_model()
+    rep = onnx_jax.prepare(model)
+    xs = [np.random.default_rng(n).standard_normal((n, 8)).astype(np.float32) for n in (1, 4)]
+    for i in range(6):  # each call's signature differs from the one before: the steady-state shortcut must not apply
+        x = xs[i % 2]
+        y, _ = rep.run([x])
+        np.testing.assert_allclose(y, mlp_expected(x, w, b)[0], rtol=1e-5, atol=1e-5)
+    assert rep.compiled_segments == 2
+
+
 def test_the_cache_is_bounded_under_threads():
     model, w, b = mlp_model()
     rep = onnx_jax.prepare(model, cache_size=2)
