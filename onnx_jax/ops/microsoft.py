@@ -16,6 +16,7 @@ from jax import lax
 
 from ..registry import op
 from .attention import RotaryEmbedding as _rotary
+from .elementwise import gelu
 from .quantization import DynamicQuantizeLinear, _dequantize, _quantize, _shifted
 from .rnn import _activations, _directions, _lstm_cell, _recurrence
 
@@ -28,7 +29,7 @@ def _compute(x):
 
 
 def _gelu(x, approximate: bool):
-    return jax.nn.gelu(_compute(x), approximate=approximate).astype(x.dtype)
+    return gelu(_compute(x), approximate).astype(x.dtype)
 
 
 # Activations and elementwise fusions
