@@ -1,12 +1,15 @@
 """Reductions, ArgMax/ArgMin, CumSum/CumProd, TopK and Det against onnx.reference."""
 
+import jax
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import onnx_jax
+from onnx_jax.dtypes import x64
+from onnx_jax.ops.reduction import reduce_trailing
 from oracle import arrays, node_model, shapes
 from test_ops_elementwise import check, check_nodes, node, some
 
@@ -159,3 +162,28 @@ def test_det(data):
     n = data.draw(st.integers(1, 4))
     x = data.draw(arrays(dtype, data.draw(shapes(max_dims=2, max_side=3)) + (n, n), low=-1, high=1))
     check("Det", [x], rtol=1e-4, atol=1e-5)
+
+
+# Folded reductions along long trailing axes (the path of Softmax and the normalizations)
+
+
+@settings(max_examples=12)
+@given(st.data())
+def test_reduce_trailing_folds_long_trailing_axes(data):
+    """Lengths from 160 up take shifted-slice folds (with a remainder; past 2048 values in wider slices)."""
+    trailing = data.draw(st.sampled_from([(160,), (161,), (197,), (750,), (4, 50), (2081,), (4100,), (64,)]))
+    lead = data.draw(st.sampled_from([(), (1,), (2,), (2, 3)]))
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
+    x = np.random.default_rng(data.draw(st.integers(0, 2**16))).normal(0, 10, lead + trailing).astype(dtype)
+    for value in data.draw(st.lists(st.sampled_from([np.nan, np.inf, -np.inf, -0.0]), max_size=3)):
+        x.reshape(-1)[data.draw(st.integers(0, x.size - 1))] = value
+    axes = tuple(range(len(lead), x.ndim))
+    kinds = {"sum": np.sum, "max": np.max, "min": np.min}
+    with x64():
+        got = jax.jit(lambda v: [reduce_trailing(v, axes, kind) for kind in kinds])(x)
+    with np.errstate(invalid="ignore"):  # inf - inf in a sum
+        expected = {kind: fn(x, axes, keepdims=True) for kind, fn in kinds.items()}
+    for kind, y in zip(kinds, got):
+        assert y.dtype == x.dtype and y.shape == lead + (1,) * len(trailing)
+        np.testing.assert_allclose(np.asarray(y), expected[kind], err_msg=kind,
+                                   rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-3 if dtype == np.float32 else 1e-9)

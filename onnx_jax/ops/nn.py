@@ -13,6 +13,7 @@ from jax import lax
 
 from ..dtypes import to_numpy_dtype
 from ..registry import op
+from .reduction import reduce_trailing
 
 # Helpers shared by the family
 
@@ -634,22 +635,33 @@ def LpNormalization(x, *, axis=-1, p=2):
 
 @op("Softmax", 1)
 def Softmax_1(x, *, axis=1):
-    return jax.nn.softmax(x, axis=_trailing_axes(x, axis))
+    return _softmax(x, _trailing_axes(x, axis))
 
 
 @op("Softmax", 13)
 def Softmax(x, *, axis=-1):
-    return jax.nn.softmax(x, axis=axis)
+    return _softmax(x, (axis,))
 
 
 @op("LogSoftmax", 1)
 def LogSoftmax_1(x, *, axis=1):
-    return jax.nn.log_softmax(x, axis=_trailing_axes(x, axis))
+    return _log_softmax(x, _trailing_axes(x, axis))
 
 
 @op("LogSoftmax", 13)
 def LogSoftmax(x, *, axis=-1):
-    return jax.nn.log_softmax(x, axis=axis)
+    return _log_softmax(x, (axis,))
+
+
+def _softmax(x, axes):
+    """jax.nn.softmax's formula with reduce_trailing's reductions (vectorized along a long last axis)."""
+    unnormalized = jnp.exp(x - lax.stop_gradient(reduce_trailing(x, axes, "max")))
+    return unnormalized / reduce_trailing(unnormalized, axes, "sum")
+
+
+def _log_softmax(x, axes):
+    shifted = x - lax.stop_gradient(reduce_trailing(x, axes, "max"))
+    return shifted - jnp.log(reduce_trailing(jnp.exp(shifted), axes, "sum"))
 
 
 @op("Hardmax", 1)
