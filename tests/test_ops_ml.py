@@ -253,6 +253,16 @@ def test_tree_ensemble_traverses_many_trees_and_rows_at_once():
     check_ort("TreeEnsembleRegressor", [x], opset=1, n_targets=1, **attrs)
 
 
+def test_a_tree_reading_a_feature_the_input_lacks_is_an_error_naming_the_node():
+    attrs = dict(nodes_treeids=[0, 0, 0], nodes_nodeids=[0, 1, 2], nodes_featureids=[5, 0, 0],
+                 nodes_values=[0.5, 0, 0], nodes_modes=["BRANCH_LEQ", "LEAF", "LEAF"], nodes_truenodeids=[1, 0, 0],
+                 nodes_falsenodeids=[2, 0, 0], target_treeids=[0, 0], target_nodeids=[1, 2], target_ids=[0, 0],
+                 target_weights=[1.0, 2.0], n_targets=1)
+    model = ml_model("TreeEnsembleRegressor", [np.zeros((2, 3), np.float32)], opset=1, **attrs)
+    with pytest.raises(NodeExecutionError, match="TreeEnsembleRegressor.*feature 5.*3 features"):
+        run_ours(model, [np.zeros((2, 3), np.float32)])
+
+
 # Linear models and SVMs
 
 

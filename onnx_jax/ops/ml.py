@@ -149,24 +149,34 @@ class _Forest:
 
     def leaves(self, X):
         """The leaf each row reaches in each tree, [rows, trees]."""
-        feature, true, false = (jnp.asarray(a, jnp.int32) for a in (self.feature, self.true, self.false))
+        branch = self.true != np.arange(len(self.true))
+        used = self.feature[branch]
+        if used.size and (used.min() < 0 or used.max() >= X.shape[1]):
+            bad = int(used[(used < 0) | (used >= X.shape[1])][0])
+            raise ValueError(f"a tree node reads feature {bad}, but the input has {X.shape[1]} features")
+        feature = jnp.asarray(np.where(branch, self.feature, 0), jnp.int32)  # leaves read feature 0, unused
+        true, false = jnp.asarray(self.true, jnp.int32), jnp.asarray(self.false, jnp.int32)
         split, mode = jnp.asarray(self.split), jnp.asarray(self.mode, jnp.int8)
-        branch_modes = np.unique(self.mode[self.true != np.arange(len(self.true))])
+        branch_modes = np.unique(self.mode[branch])
+
+        def at(table, index):  # every index is a node or feature checked above: no bounds checks in the loop
+            return table.at[index].get(mode="promise_in_bounds", wrap_negative_indices=False)
 
         def step(_, node):
-            x = jnp.take_along_axis(X, feature[node], axis=1)
-            threshold = split[node]
+            x = jnp.take_along_axis(X, at(feature, node), axis=1, mode="promise_in_bounds",
+                                    wrap_negative_indices=False)
+            threshold = at(split, node)
             if len(branch_modes) == 1 and branch_modes[0] != _MEMBER:
                 go = _COMPARE[branch_modes[0]](x, threshold)
             else:
                 go = jnp.zeros(x.shape, bool)
                 for m in branch_modes[branch_modes != _MEMBER]:
-                    go |= (mode[node] == m) & _COMPARE[m](x, threshold)
+                    go |= (at(mode, node) == m) & _COMPARE[m](x, threshold)
                 if self.members is not None:
-                    go |= jnp.any(x[..., None] == jnp.asarray(self.members)[node], axis=-1)
+                    go |= jnp.any(x[..., None] == at(jnp.asarray(self.members), node), axis=-1)
             if self.missing_true.any():
-                go |= jnp.asarray(self.missing_true)[node] & jnp.isnan(x)
-            return jnp.where(go, true[node], false[node])
+                go |= at(jnp.asarray(self.missing_true), node) & jnp.isnan(x)
+            return jnp.where(go, at(true, node), at(false, node))
 
         start = jnp.broadcast_to(jnp.asarray(self.roots, jnp.int32), (X.shape[0], len(self.roots)))
         return lax.fori_loop(0, self.depth, step, start)
