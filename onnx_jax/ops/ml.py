@@ -159,24 +159,21 @@ class _Forest:
         split, mode = jnp.asarray(self.split), jnp.asarray(self.mode, jnp.int8)
         branch_modes = np.unique(self.mode[branch])
 
-        def at(table, index):  # every index is a node or feature checked above: no bounds checks in the loop
-            return table.at[index].get(mode="promise_in_bounds", wrap_negative_indices=False)
-
         def step(_, node):
-            x = jnp.take_along_axis(X, at(feature, node), axis=1, mode="promise_in_bounds",
+            x = jnp.take_along_axis(X, _at(feature, node), axis=1, mode="promise_in_bounds",
                                     wrap_negative_indices=False)
-            threshold = at(split, node)
+            threshold = _at(split, node)
             if len(branch_modes) == 1 and branch_modes[0] != _MEMBER:
                 go = _COMPARE[branch_modes[0]](x, threshold)
             else:
                 go = jnp.zeros(x.shape, bool)
                 for m in branch_modes[branch_modes != _MEMBER]:
-                    go |= (at(mode, node) == m) & _COMPARE[m](x, threshold)
+                    go |= (_at(mode, node) == m) & _COMPARE[m](x, threshold)
                 if self.members is not None:
-                    go |= jnp.any(x[..., None] == at(jnp.asarray(self.members), node), axis=-1)
+                    go |= jnp.any(x[..., None] == _at(jnp.asarray(self.members), node), axis=-1)
             if self.missing_true.any():
-                go |= at(jnp.asarray(self.missing_true), node) & jnp.isnan(x)
-            return jnp.where(go, at(true, node), at(false, node))
+                go |= _at(jnp.asarray(self.missing_true), node) & jnp.isnan(x)
+            return jnp.where(go, _at(true, node), _at(false, node))
 
         start = jnp.broadcast_to(jnp.asarray(self.roots, jnp.int32), (X.shape[0], len(self.roots)))
         return lax.fori_loop(0, self.depth, step, start)
@@ -188,10 +185,10 @@ class _Forest:
         tree_target = self._tree_target()
         if tree_target is not None and aggregate in ("SUM", "AVERAGE"):  # one weight per leaf: a matmul
             onehot = np.eye(self.weights.shape[1], dtype=self.weights.dtype)[tree_target]
-            leaf = jnp.asarray(self.weights.sum(1))[node]
+            leaf = _at(jnp.asarray(self.weights.sum(1)), node)
             scored = jnp.broadcast_to(jnp.asarray(onehot.any(0)), (X.shape[0], onehot.shape[1]))
             return leaf @ jnp.asarray(onehot), scored
-        weights, scored = jnp.asarray(self.weights)[node], jnp.asarray(self.scored)[node]
+        weights, scored = _at(jnp.asarray(self.weights), node), _at(jnp.asarray(self.scored), node)
         any_scored = scored.any(1)
         if aggregate in ("SUM", "AVERAGE"):
             return weights.sum(1), any_scored
@@ -221,6 +218,12 @@ class _Forest:
             frontier = np.concatenate([self.true[frontier[branch]], self.false[frontier[branch]]])
             owner = np.concatenate([owner[branch], owner[branch]])
         return tree
+
+
+def _at(table, index):
+    """table[index] for indices known to be in range (nodes of the forest, features checked at trace): XLA's gather
+    without the bounds checks and negative-index wrapping of jnp indexing, which cost the descent loop ~20%."""
+    return table.at[index].get(mode="promise_in_bounds", wrap_negative_indices=False)
 
 
 def _depth(roots: np.ndarray, true: np.ndarray, false: np.ndarray) -> int:
