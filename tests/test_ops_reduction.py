@@ -178,7 +178,7 @@ def test_reduce_trailing_folds_long_trailing_axes(data):
     for value in data.draw(st.lists(st.sampled_from([np.nan, np.inf, -np.inf, -0.0]), max_size=3)):
         x.reshape(-1)[data.draw(st.integers(0, x.size - 1))] = value
     axes = tuple(range(len(lead), x.ndim))
-    kinds = {"sum": np.sum, "max": np.max, "min": np.min}
+    kinds = {"sum": np.sum, "max": np.max}
     with x64():
         got = jax.jit(lambda v: [reduce_trailing(v, axes, kind) for kind in kinds])(x)
     with np.errstate(invalid="ignore"):  # inf - inf in a sum

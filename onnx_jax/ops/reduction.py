@@ -46,12 +46,11 @@ _FOLD_MAX_SLICES = 64  # longer axes fold in wider slices, then again: the HLO s
 _FOLDS = {  # kind: (elementwise combine, reduce(x, axes) with dims kept)
     "sum": (jnp.add, lambda x, axes: jnp.sum(x, axes, dtype=x.dtype, keepdims=True)),
     "max": (jnp.maximum, lambda x, axes: jnp.max(x, axes, keepdims=True, initial=_lowest(x.dtype))),
-    "min": (jnp.minimum, lambda x, axes: jnp.min(x, axes, keepdims=True, initial=_highest(x.dtype))),
 }
 
 
 def reduce_trailing(x, axes: tuple[int, ...], kind: str):
-    """The sum, max or min of x over `axes` (dims kept). Where those are x's trailing axes and span at least
+    """The sum or max of x over `axes` (dims kept). Where those are x's trailing axes and span at least
     _FOLD_FROM values, these are first combined elementwise across shifted slices (sums only in float32/64)."""
     combine, reduce = _FOLDS[kind]
     axes = tuple(sorted(int(a) % x.ndim for a in axes))
