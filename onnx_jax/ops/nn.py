@@ -13,7 +13,7 @@ from jax import lax
 
 from ..dtypes import to_numpy_dtype
 from ..registry import op
-from .reduction import reduce_trailing
+from .reduction import folds, reduce_trailing
 
 # Helpers shared by the family
 
@@ -654,12 +654,16 @@ def LogSoftmax(x, *, axis=-1):
 
 
 def _softmax(x, axes):
-    """jax.nn.softmax's formula with reduce_trailing's reductions (vectorized along a long last axis)."""
+    """jax.nn.softmax; along a long last axis its formula with reduce_trailing's (vectorized) reductions."""
+    if not folds(x, axes):
+        return jax.nn.softmax(x, axis=axes)
     unnormalized = jnp.exp(x - lax.stop_gradient(reduce_trailing(x, axes, "max")))
     return unnormalized / reduce_trailing(unnormalized, axes, "sum")
 
 
 def _log_softmax(x, axes):
+    if not folds(x, axes):
+        return jax.nn.log_softmax(x, axis=axes)
     shifted = x - lax.stop_gradient(reduce_trailing(x, axes, "max"))
     return shifted - jnp.log(reduce_trailing(jnp.exp(shifted), axes, "sum"))
 

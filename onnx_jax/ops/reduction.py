@@ -44,21 +44,28 @@ _FOLD_LANES = 32
 _FOLD_FROM = 160
 _FOLD_MAX_SLICES = 64  # longer axes fold in wider slices, then again: the HLO stays small
 _FOLDS = {  # kind: (elementwise combine, reduce(x, axes) with dims kept)
-    "sum": (jnp.add, lambda x, axes: jnp.sum(x, axes, dtype=x.dtype, keepdims=True)),
-    "max": (jnp.maximum, lambda x, axes: jnp.max(x, axes, keepdims=True, initial=_lowest(x.dtype))),
+    "sum": (jnp.add, lambda x, axes: jnp.sum(x, axes, keepdims=True)),
+    "max": (jnp.maximum, lambda x, axes: jnp.max(x, axes, keepdims=True)),
 }
 
 
-def reduce_trailing(x, axes: tuple[int, ...], kind: str):
-    """The sum or max of x over `axes` (dims kept). Where those are x's trailing axes and span at least
-    _FOLD_FROM values, these are first combined elementwise across shifted slices (sums only in float32/64)."""
-    combine, reduce = _FOLDS[kind]
+def folds(x, axes: tuple[int, ...]) -> bool:
+    """Whether reduce_trailing folds: float32/64 data reduced over its trailing axes, at least _FOLD_FROM values."""
+    if not x.ndim:
+        return False
     axes = tuple(sorted(int(a) % x.ndim for a in axes))
+    length = math.prod(x.shape[x.ndim - len(axes):])
+    return (x.dtype in (np.float32, np.float64) and axes == tuple(range(x.ndim - len(axes), x.ndim))
+            and isinstance(length, int) and length >= _FOLD_FROM)
+
+
+def reduce_trailing(x, axes: tuple[int, ...], kind: str):
+    """The sum or max of x over `axes` (dims kept), folded elementwise across shifted slices first where `folds`."""
+    combine, reduce = _FOLDS[kind]
+    if not folds(x, axes):
+        return reduce(x, axes)
     lead = x.shape[:x.ndim - len(axes)]
     length = math.prod(x.shape[len(lead):])
-    if (axes != tuple(range(len(lead), x.ndim)) or not isinstance(length, int) or length < _FOLD_FROM
-            or (kind == "sum" and x.dtype not in (np.float32, np.float64))):
-        return reduce(x, axes)
     flat = x.reshape(*lead, length)
     width = _FOLD_LANES * -(-length // (_FOLD_LANES * _FOLD_MAX_SLICES))
     count = length // width
