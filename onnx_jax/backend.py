@@ -19,7 +19,7 @@ from jax.experimental import checkify
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from onnx.backend.base import Backend, BackendRep, Device, DeviceType
 
-from . import host_numpy
+from . import batching, host_numpy
 from .cache import (
     cache_dir,
     code_digest,
@@ -30,7 +30,7 @@ from .cache import (
 )
 from .compiler import HostValue, Program, is_static
 from .dtypes import check_precision, x64
-from .errors import InvalidInputError
+from .errors import InvalidInputError, OnnxJaxError
 from .graph import Graph, ModelLike, ValueInfo, read_graph
 from .optimize import optimize as optimize_graph
 from .registry import REGISTRY, Registry
@@ -78,6 +78,7 @@ class Segment:
     lean: bool = False  # takes the model's inputs and returns exactly its outputs: run() calls it directly
     needs_x64: bool = True  # takes 64-bit arrays, which JAX only accepts with x64 enabled
     stored: str | None = None  # the on-disk key it was loaded from: not yet known to execute in this process
+    micro_batch: int | None = None  # runs its batch as a loop over slices of this many samples (batching.py)
 
     def run(self, params: tuple[Any, ...], values: list[Any]) -> dict[str, Any]:
         if not self.host and not self.checked:
@@ -247,6 +248,7 @@ class OnnxJaxRep(BackendRep):
                 dict.fromkeys(n for n in live if not is_static(env[n]) and not isinstance(env[n], HostValue))
             )
             found["tensors"] = all(isinstance(env[n], jax.Array) for n in found["outputs"])  # no sequences or None
+            found["env"] = env
             return tuple(env[n] for n in found["outputs"])
 
         if program.checks:
@@ -261,7 +263,41 @@ class OnnxJaxRep(BackendRep):
                 and tuple(dynamic) == program.input_names and outputs == program.output_names
                 and not any(isinstance(v, list) for v in dynamic.values()))
         needs_x64 = any(jax.numpy.dtype(v.dtype).itemsize == 8 for v in traced.values() if hasattr(v, "dtype"))
-        return Segment(executable, tuple(dynamic), host, outputs, found["static"], stop, program.checks, lean, needs_x64)
+        segment = Segment(executable, tuple(dynamic), host, outputs, found["static"], stop, program.checks, lean,
+                          needs_x64)
+        if lean and self.mesh is None and self.device.platform == "cpu":
+            return self._sliced(segment, fn, found, traced) or segment
+        return segment
+
+    def _sliced(self, segment: Segment, fn: Any, found: dict[str, Any], values: dict[str, Any]) -> Segment | None:
+        """The segment as a loop over slices of its batch (axis 0 of the inputs), where its temporaries are large
+        enough to be mapped afresh on every run and every node acts on each sample alone (batching.py). `fn` is
+        the traced function, which leaves its values by name in found["env"]."""
+        declared = {i.name: i.shape for i in self._inputs}
+        free = {n: v for n, v in values.items() if np.ndim(v) and not isinstance((declared[n] or (None,))[0], int)}
+        batch = next((v.shape[0] for v in free.values()), 0)  # inputs with a declared batch size are shared
+        batched = frozenset(n for n, v in free.items() if v.shape[0] == batch)
+        temp = getattr(segment.executable.memory_analysis(), "temp_size_in_bytes", 0) or 0
+        micro = batching.micro_batch(batch, temp)
+        if micro is None:
+            return None
+        whole, names = found["env"], list(values)
+
+        def loop(params: tuple[Any, ...], *arrays: Any) -> tuple[Any, ...]:
+            shared = {n: a for n, a in zip(names, arrays) if n not in batched}
+            slices = {n: a.reshape((-1, micro, *a.shape[1:])) for n, a in zip(names, arrays) if n in batched}
+            stacked = jax.lax.map(lambda piece: fn(params, *[piece.get(n, shared.get(n)) for n in names]), slices)
+            return tuple(o.reshape((batch, *o.shape[2:])) for o in stacked)
+
+        with x64(self.precision):
+            try:
+                traced = jax.jit(loop).trace(self._params, *values.values())
+            except (OnnxJaxError, TypeError, ValueError):  # the graph does not work on a slice: keep the whole batch
+                return None
+            if not batching.per_sample(self.program.graph, whole, found["env"], batched, (batch, micro)):
+                return None
+            executable = _compile_lowered(traced.lower(), self.device)
+        return dataclasses.replace(segment, executable=executable, micro_batch=micro)
 
     def _cache_get(self, key: tuple) -> Segment | None:
         with self._lock:

@@ -1,0 +1,157 @@
+"""Large batches run as a loop over slices (onnx_jax.batching): only where every node acts on each sample alone,
+and with the same results as the whole batch at once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+import onnx_jax
+from onnx_jax import batching
+
+
+@pytest.fixture
+def slice_everything(monkeypatch):
+    """Any temporaries count as large, so every batch of 2+ that may be sliced is."""
+    monkeypatch.setattr(batching, "MMAP_THRESHOLD", -1)
+
+
+def _model(nodes, inputs, outputs, initializers=()):
+    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=[numpy_helper.from_array(v, k)
+                                                                         for k, v in dict(initializers).items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+
+
+def _info(name, shape):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def _run(model, feeds):
+    rep = onnx_jax.prepare(model)
+    outputs = rep.run(feeds)
+    (segment,) = rep._cache.values()
+    return outputs, segment.micro_batch
+
+
+def _cnn():
+    """Conv, Relu, MaxPool, Conv, GlobalAveragePool, Flatten, Gemm, Softmax: per sample throughout."""
+    rng = np.random.default_rng(0)
+    weights = {
+        "w1": rng.standard_normal((8, 3, 3, 3), dtype=np.float32), "b1": rng.standard_normal(8, dtype=np.float32),
+        "w2": rng.standard_normal((16, 8, 3, 3), dtype=np.float32),
+        "fc": rng.standard_normal((10, 16), dtype=np.float32), "fcb": rng.standard_normal(10, dtype=np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+        helper.make_node("GlobalAveragePool", ["c2"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "fc", "fcb"], ["logits"], transB=1),
+        helper.make_node("Softmax", ["logits"], ["y"]),
+    ]
+    return _model(nodes, [_info("x", ["N", 3, 16, 16])], [_info("y", ["N", 10])], weights)
+
+
+@pytest.mark.parametrize("batch", [2, 6])
+def test_a_per_sample_cnn_runs_sliced_with_the_same_results(slice_everything, batch):
+    model = _cnn()
+    x = np.random.default_rng(1).standard_normal((batch, 3, 16, 16), dtype=np.float32)
+    (y,), micro = _run(model, {"x": x})
+    assert micro == 1
+    (expected,) = ReferenceEvaluator(model).run(None, {"x": x})
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_small_temporaries_keep_the_whole_batch():
+    x = np.zeros((4, 3, 16, 16), np.float32)
+    assert _run(_cnn(), {"x": x})[1] is None
+
+
+def test_micro_batch_is_the_largest_divisor_under_the_threshold():
+    mb = batching.MMAP_THRESHOLD
+    assert batching.micro_batch(8, mb) is None  # fits whole
+    assert batching.micro_batch(1, 10 * mb) is None  # nothing to slice
+    assert batching.micro_batch(8, 2 * mb) == 4
+    assert batching.micro_batch(8, 3 * mb) == 2
+    assert batching.micro_batch(8, 100 * mb) == 1
+    assert batching.micro_batch(6, 2 * mb) == 3
+
+
+def test_a_shared_input_is_passed_whole_to_every_slice(slice_everything):
+    model = _model(
+        [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Add", ["m", "bias"], ["y"])],
+        [_info("x", ["N", 5, 4]), _info("w", [4, 3]), _info("bias", [3])], [_info("y", ["N", 5, 3])],
+    )
+    rng = np.random.default_rng(2)
+    feeds = {"x": rng.standard_normal((4, 5, 4), dtype=np.float32), "w": rng.standard_normal((4, 3), dtype=np.float32),
+             "bias": rng.standard_normal(3, dtype=np.float32)}
+    (y,), micro = _run(model, feeds)
+    assert micro == 1
+    np.testing.assert_allclose(y, feeds["x"] @ feeds["w"] + feeds["bias"], rtol=1e-5, atol=1e-6)
+
+
+def _mixing_graphs():
+    """Graphs where a sample's result depends on other samples or on the batch size: never sliced."""
+    x = _info("x", ["N", 6])
+    y = _info("y", None)
+    i64 = lambda name, values: helper.make_node(  # noqa: E731
+        "Constant", [], [name], value=numpy_helper.from_array(np.array(values, np.int64)))
+    yield "sum over the batch", [
+        helper.make_node("ReduceSum", ["x", "axes"], ["s"], keepdims=1), helper.make_node("Add", ["x", "s"], ["y"]),
+    ], [x], {"axes": np.array([0], np.int64)}
+    yield "softmax over the batch", [helper.make_node("Softmax", ["x"], ["y"], axis=0)], [x], {}
+    yield "samples paired by a reshape", [
+        i64("pairs", [-1, 12]), helper.make_node("Reshape", ["x", "pairs"], ["p"]),
+        helper.make_node("ReduceMax", ["p", "one"], ["m"], keepdims=1),
+        helper.make_node("Expand", ["m", "shape12"], ["e"]),
+        i64("back", [-1, 6]), helper.make_node("Reshape", ["e", "back"], ["y"]),
+    ], [x], {"one": np.array([1], np.int64), "shape12": np.array([1, 12], np.int64)}
+    yield "a fixed batch in a reshape", [
+        i64("fixed", [4, -1]), helper.make_node("Reshape", ["x", "fixed"], ["r"]),
+        helper.make_node("Softmax", ["r"], ["s"], axis=1), i64("back", [-1, 6]),
+        helper.make_node("Reshape", ["s", "back"], ["y"]),
+    ], [x], {}
+    yield "divided by the batch size", [
+        helper.make_node("Shape", ["x"], ["shape"], end=1), helper.make_node("Cast", ["shape"], ["n"], to=1),
+        helper.make_node("Div", ["x", "n"], ["y"]),
+    ], [x], {}
+    yield "samples reversed", [
+        i64("order", [3, 2, 1, 0]), helper.make_node("Gather", ["x", "order"], ["y"], axis=0),
+    ], [x], {}
+    yield "transposed batch", [
+        helper.make_node("Transpose", ["x"], ["t"], perm=[1, 0]), helper.make_node("Softmax", ["t"], ["s"], axis=1),
+        helper.make_node("Transpose", ["s"], ["y"], perm=[1, 0]),
+    ], [x], {}
+    yield "a product over the batch", [
+        helper.make_node("Transpose", ["x"], ["t"], perm=[1, 0]), helper.make_node("MatMul", ["t", "x"], ["g"]),
+        helper.make_node("MatMul", ["x", "g"], ["y"]),
+    ], [x], {}
+    yield "a running sum", [
+        i64("axis", 0), helper.make_node("CumSum", ["x", "axis"], ["y"]),
+    ], [x], {}
+
+
+@pytest.mark.parametrize("case", list(_mixing_graphs()), ids=lambda case: case[0])
+def test_graphs_that_mix_samples_are_not_sliced(slice_everything, case):
+    _, nodes, inputs, initializers = case
+    model = _model(nodes, inputs, [_info("y", None)], initializers)
+    x = np.random.default_rng(3).standard_normal((4, 6)).astype(np.float32)
+    (y,), micro = _run(model, {"x": x})
+    assert micro is None
+    (expected,) = ReferenceEvaluator(model).run(None, {"x": x})
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_sliced_executable_is_stored_and_loaded_as_sliced(slice_everything, monkeypatch, tmp_path):
+    monkeypatch.setenv("ONNX_JAX_CACHE_DIR", str(tmp_path))
+    x = np.random.default_rng(4).standard_normal((4, 3, 16, 16), dtype=np.float32)
+    (first,), micro = _run(_cnn(), {"x": x})
+    rep = onnx_jax.prepare(_cnn())
+    (again,) = rep.run({"x": x})
+    (segment,) = rep._cache.values()
+    assert segment.stored is not None and micro == segment.micro_batch == 1
+    np.testing.assert_array_equal(again, first)
