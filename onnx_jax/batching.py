@@ -53,8 +53,9 @@ def per_sample(graph: Graph, whole: Mapping[str, Any], sliced: Mapping[str, Any]
                sizes: tuple[int, int]) -> bool:
     """True when the graph, traced on the whole batch (`whole`: every value by name) and on a slice of it
     (`sliced`), computes each sample from that sample alone, the same way in both: `batched` inputs carry the batch
-    on axis 0 (`sizes`: the two traces' batch sizes), everything else is shared. Conservative: an op it does not
-    know, or a subgraph, answers False."""
+    on axis 0 (`sizes`: the two traces' batch sizes), everything else is shared. A value that carries the batch
+    keeps each sample's rows of axis 0 together, in order; every op's rule keeps it so. Conservative: an op it does
+    not know, or a subgraph, answers False."""
     if set(whole) != set(sliced):
         return False
     produced = {out for node in graph.nodes for out in node.outputs if out}
@@ -86,12 +87,16 @@ def _equal(a: Any, b: Any) -> bool:
 
 
 def _consistent(kind: str, a: Any, b: Any, sizes: tuple[int, int]) -> bool:
-    """A batch value has the two batch sizes on axis 0 and the same other axes; a shared traced one one shape."""
+    """A batch value has the same whole number of rows per sample on axis 0 in both traces (several where a
+    Reshape merged the batch with the axes after it: attention heads) and the same other axes; a shared traced
+    value has one shape."""
     if is_static(a):
         return kind != BATCH
     sa, sb = tuple(getattr(a, "shape", ())), tuple(getattr(b, "shape", ()))
     if kind == BATCH:
-        return len(sa) >= 1 and len(sa) == len(sb) and (sa[0], sb[0]) == sizes and sa[1:] == sb[1:]
+        whole, sliced = sizes
+        return (len(sa) >= 1 and len(sa) == len(sb) and sa[1:] == sb[1:]
+                and sa[0] % whole == 0 and sa[0] * sliced == sb[0] * whole)
     return sa == sb
 
 

@@ -94,6 +94,22 @@ def test_a_shared_input_is_passed_whole_to_every_slice(slice_everything):
     np.testing.assert_allclose(y, feeds["x"] @ feeds["w"] + feeds["bias"], rtol=1e-5, atol=1e-6)
 
 
+def test_batch_merged_with_heads_by_a_reshape_is_still_per_sample(slice_everything):
+    """(N, 4, 6) -> (4N, 6) -> softmax per row -> (N, 4, 6), as exporters split attention heads."""
+    const = lambda name, values: helper.make_node(  # noqa: E731
+        "Constant", [], [name], value=numpy_helper.from_array(np.array(values, np.int64)))
+    model = _model([
+        const("rows", [-1, 6]), helper.make_node("Reshape", ["x", "rows"], ["r"]),
+        helper.make_node("Softmax", ["r"], ["s"], axis=1), const("back", [-1, 4, 6]),
+        helper.make_node("Reshape", ["s", "back"], ["y"]),
+    ], [_info("x", ["N", 4, 6])], [_info("y", ["N", 4, 6])])
+    x = np.random.default_rng(5).standard_normal((3, 4, 6)).astype(np.float32)
+    (y,), micro = _run(model, {"x": x})
+    assert micro == 1
+    (expected,) = ReferenceEvaluator(model).run(None, {"x": x})
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
+
+
 def _mixing_graphs():
     """Graphs where a sample's result depends on other samples or on the batch size: never sliced."""
     x = _info("x", ["N", 6])
