@@ -9,7 +9,7 @@ from onnx.backend.test.runner import BackendIsNotSupposedToImplementIt
 
 import onnx_jax
 from onnx_jax.compiler import Program, make_function
-from onnx_jax.graph import build_graph
+from onnx_jax.graph import build_graph, load_model
 
 
 def make_model(nodes, inputs, outputs, initializers=(), opset=17):
@@ -160,6 +160,18 @@ def test_model_from_path_and_bytes(tmp_path):
     a = onnx_jax.prepare(str(path)).run([x])[0]
     b = onnx_jax.prepare(path.read_bytes()).run([x])[0]
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name, fmt", [("m.pb", None), ("model", None), ("m.textproto", "textproto"),
+                                       ("m.json", "json")])
+def test_model_files_in_every_format_onnx_reads(tmp_path, name, fmt):
+    """Binary files are parsed from a memory map; text formats (by extension) still go through onnx.load."""
+    path = tmp_path / name
+    onnx.save(flatten_model(), path, format=fmt)
+    assert load_model(str(path))[0] == flatten_model()
+    x = np.ones((1, 3, 4), np.float32)
+    expected = onnx_jax.prepare(flatten_model()).run([x])[0]
+    np.testing.assert_array_equal(onnx_jax.prepare(str(path)).run([x])[0], expected)
 
 
 def test_unreadable_model_is_an_invalid_model_error(tmp_path):
