@@ -2,8 +2,8 @@
 
 XLA's CPU runtime allocates an executable's temporaries afresh on every run, as one block. Above glibc's largest
 mmap threshold (32 MB) that block is mapped from the kernel and page-faulted in again on every call, from both
-worker threads, and the activations no longer stay in cache: MobileNetV2 at batch 8 (47 MB of temporaries) ran
-0.6-0.65x as long as slices of 2-4 samples in a loop. Slicing is only sound when every node acts on each sample
+worker threads, and the activations no longer stay in cache: MobileNetV2 at batch 8 (47 MB of temporaries) took
+0.63-0.77x the time as a loop over slices of 4 samples. Slicing is only sound when every node acts on each sample
 of axis 0 alone, the same way at both batch sizes: `per_sample` checks that on the values of two traces.
 """
 
