@@ -285,7 +285,8 @@ class OnnxJaxRep(BackendRep):
 
         def loop(params: tuple[Any, ...], *arrays: Any) -> tuple[Any, ...]:
             shared = {n: a for n, a in zip(names, arrays) if n not in batched}
-            slices = {n: a.reshape((-1, micro, *a.shape[1:])) for n, a in zip(names, arrays) if n in batched}
+            slices = {n: a.reshape((batch // micro, micro, *a.shape[1:])) for n, a in zip(names, arrays)
+                      if n in batched}
             stacked = jax.lax.map(lambda piece: fn(params, *[piece.get(n, shared.get(n)) for n in names]), slices)
             return tuple(o.reshape((batch, *o.shape[2:])) for o in stacked)
 

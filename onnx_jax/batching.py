@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .compiler import is_static
+from .dtypes import is_float
 from .graph import Graph, Node
 from .optimize import INTERNAL_DOMAIN
 
@@ -69,7 +70,9 @@ def per_sample(graph: Graph, whole: Mapping[str, Any], sliced: Mapping[str, Any]
         if all(is_static(whole.get(out)) and is_static(sliced.get(out)) for out in outputs):
             kinds.update((out, SAME if _equal(whole.get(out), sliced.get(out)) else DIFFERS) for out in outputs)
             continue  # trace-time values (a Shape, a folded constant): compared, not computed per sample
-        if any(_attributes_hold_graphs(node)) or not _acts_per_sample(node, inputs, whole):
+        if any(_attributes_hold_graphs(node)) or _makes_8bit_floats(outputs, whole):
+            return False
+        if not _acts_per_sample(node, inputs, whole):
             return False
         kinds.update((out, BATCH if BATCH in inputs else SAME) for out in outputs)
     return all(kinds.get(o.name) == BATCH for o in graph.outputs) and all(
@@ -98,6 +101,13 @@ def _consistent(kind: str, a: Any, b: Any, sizes: tuple[int, int]) -> bool:
         return (len(sa) >= 1 and len(sa) == len(sb) and sa[1:] == sb[1:]
                 and sa[0] % whole == 0 and sa[0] * sliced == sb[0] * whole)
     return sa == sb
+
+
+def _makes_8bit_floats(outputs: list[str], whole: Mapping[str, Any]) -> bool:
+    """XLA's CPU backend converts to 8-bit floats differently inside a loop: float32 -1e-9 to float8_e4m3fnuz is 0 at
+    the top level (no negative zero in that type) but NaN inside lax.map."""
+    dtypes = [np.dtype(whole[out].dtype) for out in outputs if hasattr(whole[out], "dtype")]
+    return any(is_float(dtype) and dtype.itemsize == 1 for dtype in dtypes)
 
 
 def _attributes_hold_graphs(node: Node):

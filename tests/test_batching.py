@@ -110,6 +110,17 @@ def test_batch_merged_with_heads_by_a_reshape_is_still_per_sample(slice_everythi
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_casts_to_8bit_floats_keep_the_whole_batch(slice_everything):
+    """XLA converts float32 -1e-9 to float8_e4m3fnuz as 0 at the top level but as NaN inside a loop."""
+    node = helper.make_node("Cast", ["x"], ["y"], to=TensorProto.FLOAT8E4M3FNUZ)
+    output = helper.make_tensor_value_info("y", TensorProto.FLOAT8E4M3FNUZ, None)
+    model = _model([node], [_info("x", ["N", 3])], [output])
+    x = np.array([[0.5, -1e-9, -240.0]] * 2, np.float32)
+    (y,), micro = _run(model, {"x": x})
+    assert micro is None
+    np.testing.assert_array_equal(y.astype(np.float32), [[0.5, 0.0, -240.0]] * 2)
+
+
 def _mixing_graphs():
     """Graphs where a sample's result depends on other samples or on the batch size: never sliced."""
     x = _info("x", ["N", 6])
