@@ -273,9 +273,9 @@ class OnnxJaxRep(BackendRep):
         """The segment as a loop over slices of its batch (axis 0 of the inputs), where its temporaries are large
         enough to be mapped afresh on every run and every node acts on each sample alone (batching.py). `fn` is
         the traced function, which leaves its values by name in found["env"]."""
-        declared = {i.name: i.shape for i in self._inputs}
-        free = {n: v for n, v in values.items() if np.ndim(v) and not isinstance((declared[n] or (None,))[0], int)}
-        batch = next((v.shape[0] for v in free.values()), 0)  # inputs with a declared batch size are shared
+        fixed = {i.name for i in self._inputs if i.shape and isinstance(i.shape[0], int)}  # declared sizes: shared
+        free = {n: v for n, v in values.items() if np.ndim(v) and n not in fixed}
+        batch = next((v.shape[0] for v in free.values()), 0)
         batched = frozenset(n for n, v in free.items() if v.shape[0] == batch)
         temp = getattr(segment.executable.memory_analysis(), "temp_size_in_bytes", 0) or 0
         micro = batching.micro_batch(batch, temp)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .compiler import is_static
+from .compiler import is_static, subgraphs
 from .dtypes import is_float
 from .graph import Graph, Node
 from .optimize import INTERNAL_DOMAIN
@@ -70,7 +70,7 @@ def per_sample(graph: Graph, whole: Mapping[str, Any], sliced: Mapping[str, Any]
         if all(is_static(whole.get(out)) and is_static(sliced.get(out)) for out in outputs):
             kinds.update((out, SAME if _equal(whole.get(out), sliced.get(out)) else DIFFERS) for out in outputs)
             continue  # trace-time values (a Shape, a folded constant): compared, not computed per sample
-        if any(_attributes_hold_graphs(node)) or _makes_8bit_floats(outputs, whole):
+        if subgraphs(node) or _makes_8bit_floats(outputs, whole):
             return False
         if not _acts_per_sample(node, inputs, whole):
             return False
@@ -108,11 +108,6 @@ def _makes_8bit_floats(outputs: list[str], whole: Mapping[str, Any]) -> bool:
     the top level (no negative zero in that type) but NaN inside lax.map."""
     dtypes = [np.dtype(whole[out].dtype) for out in outputs if hasattr(whole[out], "dtype")]
     return any(is_float(dtype) and dtype.itemsize == 1 for dtype in dtypes)
-
-
-def _attributes_hold_graphs(node: Node):
-    for value in node.attrs.values():
-        yield isinstance(value, Graph) or (isinstance(value, tuple) and any(isinstance(v, Graph) for v in value))
 
 
 def _acts_per_sample(node: Node, kinds: list[str], whole: Mapping[str, Any]) -> bool:

@@ -145,11 +145,12 @@ def static_names(graph: Graph, plan: Mapping[Node, OpDef]) -> frozenset[str]:
         node = producer.get(name)
         if node is not None and not plan[node].shape_only:
             pending.extend(n for n in node.inputs if n)
-            pending.extend(out.name for sub in _subgraphs(node) for out in sub.outputs)  # If branches, loop bodies
+            pending.extend(out.name for sub in subgraphs(node) for out in sub.outputs)  # If branches, loop bodies
     return frozenset(needed)
 
 
-def _subgraphs(node: Node) -> list[Graph]:
+def subgraphs(node: Node) -> list[Graph]:
+    """The graphs in a node's attributes (If branches, Loop and Scan bodies)."""
     return [g for v in node.attrs.values() for g in (v if isinstance(v, tuple) else (v,)) if isinstance(g, Graph)]
 
 
@@ -274,7 +275,7 @@ class Program:
             names.update(dict.fromkeys(_device_names(self.graph.nodes[start])))
         for node in self.graph.nodes[start:]:
             names.update(dict.fromkeys(n for n in node.inputs if n))
-            for sub in _subgraphs(node):
+            for sub in subgraphs(node):
                 names.update(dict.fromkeys(n for inner in sub.walk() for n in inner.inputs if n))
         return list(names)
 
@@ -321,7 +322,7 @@ class Program:
         that folds (not random, not a host op) and no subgraph; None otherwise."""
         opdef = self._opdef(node)
         args = [env.get(name) if name else None for name in node.inputs]
-        if not opdef.fold or opdef.runs_on_host(node) or _subgraphs(node) or not all(is_static(a) for a in args):
+        if not opdef.fold or opdef.runs_on_host(node) or subgraphs(node) or not all(is_static(a) for a in args):
             return None
         results = self._call(node, args, env)
         if opdef.host_tail is not None and (tail := opdef.host_tail(node)) is not None:

@@ -182,3 +182,17 @@ def test_a_sliced_executable_is_stored_and_loaded_as_sliced(slice_everything, mo
     (segment,) = rep._cache.values()
     assert segment.stored is not None and micro == segment.micro_batch == 1
     np.testing.assert_array_equal(again, first)
+
+
+def test_a_node_with_a_subgraph_keeps_the_whole_batch(slice_everything):
+    branch = lambda op: helper.make_graph(  # noqa: E731
+        [helper.make_node(op, ["x"], [f"{op}_out"])], op, [], [_info(f"{op}_out", ["N", 6])])
+    nodes = [
+        helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(np.array(True))),
+        helper.make_node("If", ["c"], ["y"], then_branch=branch("Relu"), else_branch=branch("Neg")),
+    ]
+    model = _model(nodes, [_info("x", ["N", 6])], [_info("y", ["N", 6])])
+    x = np.random.default_rng(6).standard_normal((4, 6)).astype(np.float32)
+    (y,), micro = _run(model, {"x": x})
+    assert micro is None
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
