@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import ops as _ops  # noqa: F401  (registers every op)
-from .backend import OnnxJaxBackend, OnnxJaxRep
+from .backend import OnnxJaxBackend, OnnxJaxRep, synchronous_cpu_dispatch
 from .errors import (
     DataDependentShapeError,
     InvalidInputError,
@@ -23,6 +23,8 @@ run_model = OnnxJaxBackend.run_model
 run_node = OnnxJaxBackend.run_node
 supports_device = OnnxJaxBackend.supports_device
 is_compatible = OnnxJaxBackend.is_compatible
+
+synchronous_cpu_dispatch()
 
 __all__ = [
     "DataDependentShapeError",

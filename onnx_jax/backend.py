@@ -51,6 +51,20 @@ _DOT = re.compile(r"stablehlo\.dot_general [^\n]*?contracting_dims = \[([\d, ]*)
                   r": \(tensor<([^>]*)>, tensor<[^>]*>\) -> tensor<([^>]*)>")
 
 
+def synchronous_cpu_dispatch() -> None:
+    """Make JAX run CPU computations on the calling thread, where its CPU client does not exist yet.
+
+    run() waits for its outputs anyway, so JAX's asynchronous CPU dispatch only adds two hand-offs between threads
+    to every call: 40-90 us a call on a 2-core VM, half the time of small models (docs/performance.md). JAX reads the
+    setting once, when it creates its CPU client, so it is left alone in a process where JAX already computed
+    something; a user who wants asynchronous dispatch back sets it after importing onnx_jax (docs/faq.md).
+    """
+    from jax._src import xla_bridge  # backends_are_initialized has no public spelling
+
+    if not getattr(xla_bridge, "backends_are_initialized", lambda: True)():
+        jax.config.update("jax_cpu_enable_async_dispatch", False)
+
+
 def jax_device(device: str = "CPU") -> jax.Device:
     """The first JAX device for an onnx.backend device string ('CPU', 'CUDA', 'CUDA:1')."""
     parsed = Device(device)

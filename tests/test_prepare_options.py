@@ -158,3 +158,25 @@ def test_cpu_dot_flops_are_read_from_batched_and_dynamic_dot_generals():
             "precision = [HIGHEST, HIGHEST] : (tensor<4x128x64xf32>, tensor<4x64x128xf32>) -> tensor<4x128x128xf32>")
     assert backend._DOT.findall(text) == [("2", "4x128x64xf32", "4x128x128xf32")]
     assert backend._dims("?x128xf32") == [1, 128]
+
+
+FRESH = """
+import jax, jax.numpy as jnp, onnx_jax
+x = jnp.ones((1024, 1024))
+y = jax.jit(lambda a: (a @ a @ a @ a).sum())(x)
+print(jax.config.values["jax_cpu_enable_async_dispatch"], y.is_ready())  # computed on this thread: ready
+"""
+JAX_FIRST = """
+import jax, jax.numpy as jnp
+jnp.ones(1).block_until_ready()  # JAX's CPU client exists before onnx_jax is imported
+import onnx_jax
+print(jax.config.values["jax_cpu_enable_async_dispatch"])
+"""
+
+
+@pytest.mark.parametrize("script, expected", [(FRESH, "False True"), (JAX_FIRST, "True")])
+def test_cpu_dispatch_is_synchronous_unless_jax_already_ran(script, expected):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected
