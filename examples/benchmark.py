@@ -1,10 +1,12 @@
 """Benchmark suite: onnx_jax against onnxruntime on the same inputs, side by side, in one run.
 
 Usage: python examples/benchmark.py [--runs N] [--batch 1 8] [--models NAME ...] [--models-dir DIR] [--json FILE]
-                                    [--device CPU|CUDA] [--precision P] [--shared-models DIR]
+                                    [--device CPU|CUDA] [--precision P] [--shared-models DIR] [--cores N]
 (needs '.[test]': torch, transformers, onnxruntime, scikit-learn). Run it by hand on a quiet machine.
 onnxruntime always runs on its CPU provider; `--device CUDA` puts onnx_jax on the first GPU (with `--precision`,
 default full float32), so a GPU run compares onnx_jax there against onnxruntime on that machine's CPU cores.
+`--cores N` runs both runtimes on the first N cores only (XLA sizes its thread pool by the process's CPU affinity;
+onnxruntime gets N intra-op threads): `--cores 1` compares the kernels without the cost of threading.
 
 Each runtime is timed in blocks of calls, not call by call in turn: onnxruntime's worker threads spin for a
 while after each run and would take the cores from whatever runs next (this made onnx_jax look 20-30% slower);
@@ -139,7 +141,10 @@ def bench_one(name: str, args: argparse.Namespace) -> dict:
             rep = onnx_jax.prepare(path, args.device, precision=args.precision)
             prepare_s = time.perf_counter() - start
             start = time.perf_counter()
-            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            options = ort.SessionOptions()
+            if args.cores:
+                options.intra_op_num_threads = args.cores
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             session_s = time.perf_counter() - start
         feeds = {i.name: inputs[i.name] for i in session.get_inputs()}
         start = time.perf_counter()
@@ -202,7 +207,7 @@ def _calls_per_sample(call: Callable[[], object]) -> int:
 def run_isolated(name: str, args: argparse.Namespace) -> dict:
     command = [sys.executable, __file__, "--one", name, "--runs", str(args.runs), "--models-dir", str(args.models_dir),
                "--shared-models", str(args.shared_models), "--device", args.device, "--precision", args.precision,
-               "--batch", *map(str, args.batch)]
+               "--batch", *map(str, args.batch), *(["--cores", str(args.cores)] if args.cores else [])]
     env = {**os.environ, "ONNX_JAX_CACHE_DIR": ""}  # prepare + first call is a cold compile, not a cache load
     done = subprocess.run(command, capture_output=True, text=True, timeout=3600, env=env)
     if done.returncode != 0:
@@ -224,16 +229,20 @@ def main() -> int:
     parser.add_argument("--shared-models", type=Path, default=SHARED, help="the ../shared/models folder")
     parser.add_argument("--device", default="CPU", help="onnx_jax's device: CPU, CUDA or CUDA:N (onnxruntime: CPU)")
     parser.add_argument("--precision", default="highest", help="onnx_jax's matmul precision on GPU (see prepare)")
+    parser.add_argument("--cores", type=int, help="run both runtimes on this many cores (default: all)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # a worker process: one model, JSON on stdout
     args = parser.parse_args()
     if args.one:
+        if args.cores:  # before JAX or onnxruntime start their thread pools
+            os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.cores])
         print(json.dumps(bench_one(args.one, args)))
         return 0
     names = [ONE_NODE, *SHARED_MODELS, *exported_names(), FOREST]
     if args.models:
         names = [n for n in names if n in args.models]
-    print(f"onnx_jax on {args.device} (precision {args.precision}); onnxruntime on its CPU provider", flush=True)
+    cores = f", {args.cores} core(s)" if args.cores else ""
+    print(f"onnx_jax on {args.device} (precision {args.precision}); onnxruntime on its CPU provider{cores}", flush=True)
     print(f"{'model':28s} {'batch':>5s} {'first s':>7s} {'ort 1st':>7s} {'onnx_jax ms':>11s} {'p90':>8s} "
           f"{'ort ms':>8s} {'p90':>8s} {'ratio':>6s} {'items/s':>9s} {'RSS MB':>7s} {'max|diff|':>9s} "
           f"{'faults/call':>11s}", flush=True)
