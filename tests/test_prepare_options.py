@@ -1,6 +1,8 @@
-"""prepare's performance options: devices= (batch split across devices) and precision= give the same results.
+"""prepare's performance options: devices= (batch split across devices) and precision= give the same results; the
+CPU compiler options; JAX's CPU dispatch made synchronous by importing onnx_jax.
 
-The sharding test runs in a subprocess with two host CPU devices (XLA_FLAGS=--xla_force_host_platform_device_count=2).
+The sharding test runs in a subprocess with two host CPU devices (XLA_FLAGS=--xla_force_host_platform_device_count=2),
+the dispatch tests in fresh processes (JAX reads the setting when it creates its CPU client).
 """
 
 from __future__ import annotations
