@@ -1,7 +1,7 @@
 """Conformance bookkeeping: known failures are strict xfails; the run reports the CPU pass count.
 
 `pytest conformance --update-expectations` rewrites expected_failures.txt and docs/conformance.md
-from the run's outcomes (each failure with the first line of its error as the reason).
+from the run's outcomes (a new failure with the first line of its error as the reason; a known one keeps its own).
 """
 
 from __future__ import annotations
@@ -94,11 +94,12 @@ def pytest_terminal_summary(terminalreporter, config):
 
 
 def write_expectations(results: dict[str, tuple[str, str]]) -> None:
-    """Tests that ran take their new outcome; tests that did not run keep their entry (partial runs)."""
+    """Tests that ran take their new outcome; tests that did not run keep their entry (partial runs), and a test
+    that still fails keeps the reason written for it (the run only knows the first line of its error)."""
     expected = read_expectations()
     for name, (status, reason) in results.items():
         if status == "failed":
-            expected[name] = reason
+            expected.setdefault(name, reason)
         else:
             expected.pop(name, None)
     lines = ["# Official ONNX backend tests that onnx_jax does not pass yet: name, then the reason.",
