@@ -55,7 +55,7 @@ def synchronous_cpu_dispatch() -> None:
     """Make JAX run CPU computations on the calling thread, where its CPU client does not exist yet.
 
     run() waits for its outputs anyway, so JAX's asynchronous CPU dispatch only adds two hand-offs between threads
-    to every call: 40-90 us a call on a 2-core VM, half the time of small models (docs/performance.md). JAX reads the
+    to every call: 20-90 us a call on a 2-core VM, half the time of small models (docs/performance.md). JAX reads the
     setting once, when it creates its CPU client, so it is left alone in a process where JAX already computed
     something; a user who wants asynchronous dispatch back sets it after importing onnx_jax (docs/faq.md).
     """
