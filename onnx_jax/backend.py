@@ -439,6 +439,8 @@ def _as_array(value: Any, info: ValueInfo) -> Any:
     """
     if value is None and info.kind in ("optional", "sequence"):
         return None
+    if info.kind == "map":
+        return _as_map(value, info)
     if info.kind in ("sequence", "optional") and isinstance(value, (list, tuple)):
         return [np.asarray(v) for v in value]
     if info.dtype == object:  # strings: numpy's fixed-width str arrays become object arrays, as ONNX gives them
@@ -449,6 +451,40 @@ def _as_array(value: Any, info: ValueInfo) -> Any:
         return np.asarray(value, dtype=info.dtype)
     except (TypeError, ValueError) as e:
         raise InvalidInputError(f"input {info.name!r}: cannot convert {type(value).__name__} to an array: {e}") from e
+
+
+def _as_map(value: Any, info: ValueInfo) -> dict:
+    """A map input as a new dict with its values in the declared type, its keys and values checked against it
+    (onnxruntime refuses a map of other key types, and DictVectorizer's output takes the values' type)."""
+    declared = f"a map from {_type_text(info.key_dtype)} to {_type_text(info.dtype)}"
+    if not isinstance(value, Mapping):
+        raise InvalidInputError(f"input {info.name!r} is {declared}: pass a dict, got {type(value).__name__}")
+    typed = {}
+    for key, item in value.items():
+        if not _fits(key, info.key_dtype):
+            raise InvalidInputError(f"input {info.name!r} is {declared}: got the key {key!r}")
+        if not _fits(item, info.dtype):
+            raise InvalidInputError(f"input {info.name!r} is {declared}: got {item!r} for the key {key!r}")
+        try:
+            typed[key] = item if info.dtype is None or info.dtype == object else info.dtype.type(item)
+        except OverflowError as e:
+            raise InvalidInputError(f"input {info.name!r}: the value of the key {key!r} does not fit: {e}") from e
+    return typed
+
+
+def _fits(scalar: Any, dtype: np.dtype | None) -> bool:
+    """Whether a scalar can stand for an element of dtype: text for strings, integers for integer types and
+    numbers (integers included) for floating ones."""
+    if dtype is None:
+        return True
+    text = isinstance(scalar, (str, bytes, np.str_, np.bytes_))
+    if dtype == object or text:
+        return dtype == object and text
+    return np.ndim(scalar) == 0 and np.asarray(scalar).dtype.kind in ("biu" if dtype.kind in "biu" else "biuf")
+
+
+def _type_text(dtype: np.dtype | None) -> str:
+    return "any type" if dtype is None else "strings" if dtype == object else str(dtype)
 
 
 def _check_input(value: Any, info: ValueInfo) -> None:

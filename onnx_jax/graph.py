@@ -30,12 +30,14 @@ IGNORED_ATTRIBUTES = frozenset({"consumed_inputs"})
 
 @dataclass(frozen=True)
 class ValueInfo:
-    """A graph input or output: its name and, when declared, dtype and shape (ints, names or None)."""
+    """A graph input or output: its name and, when declared, dtype and shape (ints, names or None). A map's dtype
+    is that of its values and key_dtype that of its keys."""
 
     name: str
     dtype: np.dtype | None = None
     shape: tuple[int | str | None, ...] | None = None
     kind: str = "tensor"  # tensor, sequence, optional, map, or unknown
+    key_dtype: np.dtype | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -354,8 +356,12 @@ def _value_info(proto: onnx.ValueInfoProto) -> ValueInfo:
                 d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim
             )
         return ValueInfo(proto.name, dtype, shape)
+    if which == "map_type":
+        value = t.map_type.value_type
+        dtype = value.tensor_type.elem_type if value.HasField("tensor_type") else 0
+        return ValueInfo(proto.name, to_numpy_dtype(dtype) if dtype else None, kind="map",
+                         key_dtype=to_numpy_dtype(t.map_type.key_type))
     if which == "optional_type" and t.optional_type.elem_type.HasField("sequence_type"):
         return ValueInfo(proto.name, kind="sequence")  # an optional sequence: a list, or None
-    kinds = {"sequence_type": "sequence", "optional_type": "optional", "map_type": "map",
-             "sparse_tensor_type": "tensor"}
+    kinds = {"sequence_type": "sequence", "optional_type": "optional", "sparse_tensor_type": "tensor"}
     return ValueInfo(proto.name, kind=kinds.get(which, "unknown"))

@@ -570,16 +570,42 @@ def test_zip_map_output_comes_back_as_a_list_of_dicts():
         np.testing.assert_allclose([a[k] for k in b], list(b.values()), rtol=1e-5, atol=1e-6)
 
 
+def dict_vectorizer_model(key, vocabulary, value_type=FLOAT):
+    node = helper.make_node("DictVectorizer", ["x0"], ["y0"], domain=ML, **vocabulary)
+    map_type = helper.make_map_type_proto(key, helper.make_tensor_type_proto(value_type, None))
+    graph = helper.make_graph([node], "g", [helper.make_value_info("x0", map_type)],
+                              [helper.make_tensor_value_info("y0", value_type, None)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid(ML, 1), helper.make_opsetid("", 17)])
+
+
 def test_dict_vectorizer_matches_onnxruntime():
-    for key, vocabulary, value in [(STRING, dict(string_vocabulary=["a", "b", "c"]), {"a": 1.5, "c": -2.0, "z": 3.0}),
-                                   (INT64, dict(int64_vocabulary=[4, 2]), {2: 0.25, 9: 1.0})]:
-        node = helper.make_node("DictVectorizer", ["x0"], ["y0"], domain=ML, **vocabulary)
-        map_type = helper.make_map_type_proto(key, helper.make_tensor_type_proto(FLOAT, None))
-        graph = helper.make_graph([node], "g", [helper.make_value_info("x0", map_type)],
-                                  [helper.make_tensor_value_info("y0", FLOAT, None)])
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid(ML, 1), helper.make_opsetid("", 17)])
+    # Python ints and float64 values in a map of floats: the declared float32 comes out, as from onnxruntime
+    for key, vocabulary, values in [
+        (STRING, dict(string_vocabulary=["a", "b", "c"]), [{"a": 1.5, "c": -2.0, "z": 3.0}, {"a": 1, "b": 2}]),
+        (INT64, dict(int64_vocabulary=[4, 2]), [{2: 0.25, 9: 1.0}, {np.int64(4): np.float64(0.5), True: 3}]),
+    ]:
+        model = dict_vectorizer_model(key, vocabulary)
         session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-        assert_close(run_ours(model, {"x0": value}), session.run(None, {"x0": value}))
+        for value in values:
+            ours = run_ours(model, {"x0": value})
+            assert ours[0].dtype == np.float32
+            assert_close(ours, session.run(None, {"x0": value}))
+
+
+def test_map_input_of_other_types_is_refused_by_name():
+    model = dict_vectorizer_model(STRING, dict(string_vocabulary=["a", "b"]))
+    rep = onnx_jax.prepare(model)
+    for value, what in [({1: 1.5}, "the key 1"), ({"a": "x"}, "'x' for the key 'a'"), ({1.5: 1.0}, "the key 1.5"),
+                        ([1.0], "pass a dict, got list"), ({"a": [1.0, 2.0]}, r"\[1.0, 2.0\] for the key 'a'")]:
+        with pytest.raises(onnx_jax.InvalidInputError, match=f"'x0' is a map from strings to float32: .*{what}"):
+            rep.run({"x0": value})
+    ints = onnx_jax.prepare(dict_vectorizer_model(STRING, dict(string_vocabulary=["a", "b"]), INT64))
+    with pytest.raises(onnx_jax.InvalidInputError, match="map from strings to int64: got 1.5 for the key 'a'"):
+        ints.run({"x0": {"a": 1.5}})
+    value = {"b": 3}
+    out = ints.run({"x0": value})[0]
+    assert out.dtype == np.int64 and out.tolist() == [[0, 3]]
+    assert type(value["b"]) is int  # the caller's dict is left as it was
 
 
 # scikit-learn models through skl2onnx

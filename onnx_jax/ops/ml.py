@@ -754,8 +754,8 @@ def ZipMap(X, *, classlabels_int64s=None, classlabels_strings=None):
 @op("DictVectorizer", 1, domain="ai.onnx.ml", host=True)
 def DictVectorizer(X, *, int64_vocabulary=None, string_vocabulary=None):
     """A map (or a sequence of maps) -> [maps, vocabulary] with each key's value at its vocabulary slot, 0
-    elsewhere. numpy values keep their type; Python floats give float32 and ints int64 (the graph does not carry
-    a map input's declared value type to the op)."""
+    elsewhere. numpy values keep their type (a graph's map input arrives with its declared one); untyped Python
+    floats give float32 and ints int64."""
     vocabulary = (_text_array(string_vocabulary).tolist() if string_vocabulary is not None
                   else [int(v) for v in int64_vocabulary])
     slot = {k: i for i, k in enumerate(vocabulary)}
