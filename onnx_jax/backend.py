@@ -435,14 +435,16 @@ def _to_numpy(value: Any) -> Any:
 def _as_array(value: Any, info: ValueInfo) -> Any:
     """numpy data for an input: arrays keep their dtype (checked later), Python scalars/lists take the declared one.
 
-    Sequence inputs are lists of arrays and an empty optional is None.
+    Sequence inputs are lists of such arrays, map inputs dicts (_as_map) and an empty optional is None.
     """
     if value is None and info.kind in ("optional", "sequence"):
         return None
     if info.kind == "map":
         return _as_map(value, info)
-    if info.kind in ("sequence", "optional") and isinstance(value, (list, tuple)):
-        return [np.asarray(v) for v in value]
+    if info.kind == "sequence":
+        if not isinstance(value, (list, tuple)):
+            raise InvalidInputError(f"input {info.name!r} is a sequence: pass a list of arrays, got {type(value).__name__}")
+        return [_as_array(v, dataclasses.replace(info, kind="tensor")) for v in value]
     if info.dtype == object:  # strings: numpy's fixed-width str arrays become object arrays, as ONNX gives them
         return np.asarray(value, dtype=object)
     if isinstance(value, (np.ndarray, np.generic, jax.Array)):
@@ -488,6 +490,10 @@ def _type_text(dtype: np.dtype | None) -> str:
 
 
 def _check_input(value: Any, info: ValueInfo) -> None:
+    if isinstance(value, list):  # a sequence: each tensor as declared
+        for i, v in enumerate(value):
+            _check_input(v, dataclasses.replace(info, name=f"{info.name}[{i}]"))
+        return
     if not isinstance(value, np.ndarray):
         return
     if info.dtype is not None and value.dtype != info.dtype:

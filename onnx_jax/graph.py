@@ -30,8 +30,8 @@ IGNORED_ATTRIBUTES = frozenset({"consumed_inputs"})
 
 @dataclass(frozen=True)
 class ValueInfo:
-    """A graph input or output: its name and, when declared, dtype and shape (ints, names or None). A map's dtype
-    is that of its values and key_dtype that of its keys."""
+    """A graph input or output: its name and, when declared, dtype and shape (ints, names or None). Those of a
+    sequence or an optional are its tensors'; a map's dtype is its values' and key_dtype its keys'."""
 
     name: str
     dtype: np.dtype | None = None
@@ -345,23 +345,28 @@ def _sparse_tensor(proto: onnx.SparseTensorProto, base_dir: str | None) -> np.nd
 
 
 def _value_info(proto: onnx.ValueInfoProto) -> ValueInfo:
+    """A declared input or output; a sequence's (or an optional's) dtype and shape are those of its tensors."""
     t = proto.type
     which = t.WhichOneof("value")
-    if which == "tensor_type":
-        tt = t.tensor_type
-        dtype = to_numpy_dtype(tt.elem_type) if tt.elem_type else None
-        shape = None
-        if tt.HasField("shape"):
-            shape = tuple(
-                d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim
-            )
-        return ValueInfo(proto.name, dtype, shape)
     if which == "map_type":
-        value = t.map_type.value_type
-        dtype = value.tensor_type.elem_type if value.HasField("tensor_type") else 0
-        return ValueInfo(proto.name, to_numpy_dtype(dtype) if dtype else None, kind="map",
+        return ValueInfo(proto.name, _tensor_type(t.map_type.value_type)[0], kind="map",
                          key_dtype=to_numpy_dtype(t.map_type.key_type))
     if which == "optional_type" and t.optional_type.elem_type.HasField("sequence_type"):
-        return ValueInfo(proto.name, kind="sequence")  # an optional sequence: a list, or None
-    kinds = {"sequence_type": "sequence", "optional_type": "optional", "sparse_tensor_type": "tensor"}
-    return ValueInfo(proto.name, kind=kinds.get(which, "unknown"))
+        t, which = t.optional_type.elem_type, "sequence_type"  # an optional sequence: a list, or None
+    if which == "sequence_type":
+        return ValueInfo(proto.name, *_tensor_type(t.sequence_type.elem_type), kind="sequence")
+    if which == "optional_type":
+        return ValueInfo(proto.name, *_tensor_type(t.optional_type.elem_type), kind="optional")
+    kinds = {"tensor_type": "tensor", "sparse_tensor_type": "tensor"}
+    return ValueInfo(proto.name, *_tensor_type(t), kind=kinds.get(which, "unknown"))
+
+
+def _tensor_type(t: onnx.TypeProto) -> tuple[np.dtype | None, tuple[int | str | None, ...] | None]:
+    """The dtype and shape a tensor type declares, each None where it does not (or t is no tensor type)."""
+    if not t.HasField("tensor_type"):
+        return None, None
+    tt = t.tensor_type
+    dtype = to_numpy_dtype(tt.elem_type) if tt.elem_type else None
+    if not tt.HasField("shape"):
+        return dtype, None
+    return dtype, tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim)
