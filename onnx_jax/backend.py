@@ -443,7 +443,9 @@ def _as_array(value: Any, info: ValueInfo) -> Any:
         return _as_map(value, info)
     if info.kind == "sequence":
         if not isinstance(value, (list, tuple)):
-            raise InvalidInputError(f"input {info.name!r} is a sequence: pass a list of arrays, got {type(value).__name__}")
+            raise InvalidInputError(
+                f"input {info.name!r} is a sequence: pass a list of arrays, got {type(value).__name__}"
+            )
         return [_as_array(v, dataclasses.replace(info, kind="tensor")) for v in value]
     if info.dtype == object:  # strings: numpy's fixed-width str arrays become object arrays, as ONNX gives them
         return np.asarray(value, dtype=object)

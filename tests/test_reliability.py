@@ -291,7 +291,9 @@ def sequence_rep():
 SEQUENCE_ERRORS = {  # a sequence's tensors and an optional's tensor are checked as a tensor input is
     "wrong dtype in a sequence": ({"s": [ONES, ONES.astype(np.float64)], "o": ONES}, ("'s[1]'", "float32", "float64")),
     "wrong rank in a sequence": ({"s": [ONES[0]], "o": ONES}, ("'s[0]'", "rank 2", "(3,)")),
-    "fixed dimension differs in a sequence": ({"s": [np.ones((2, 4), np.float32)], "o": ONES}, ("'s[0]'", "dimension 1")),
+    "fixed dimension differs in a sequence": (
+        {"s": [np.ones((2, 4), np.float32)], "o": ONES}, ("'s[0]'", "dimension 1")
+    ),
     "an array for a sequence": ({"s": np.stack([ONES, ONES]), "o": ONES}, ("'s'", "list of arrays", "ndarray")),
     "a string in a sequence": ({"s": [ONES, "x"], "o": ONES}, ("'s'", "convert")),
     "wrong dtype in an optional": ({"s": [ONES], "o": ONES.astype(np.float64)}, ("'o'", "float32", "float64")),
