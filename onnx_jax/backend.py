@@ -447,14 +447,27 @@ def _as_array(value: Any, info: ValueInfo) -> Any:
                 f"input {info.name!r} is a sequence: pass a list of arrays, got {type(value).__name__}"
             )
         return [_as_array(v, dataclasses.replace(info, kind="tensor")) for v in value]
-    if info.dtype == object:  # strings: numpy's fixed-width str arrays become object arrays, as ONNX gives them
-        return np.asarray(value, dtype=object)
+    if info.dtype == object:
+        return _as_text(value, info)
     if isinstance(value, (np.ndarray, np.generic, jax.Array)):
         return np.asarray(value)
     try:
         return np.asarray(value, dtype=info.dtype)
     except (TypeError, ValueError) as e:
         raise InvalidInputError(f"input {info.name!r}: cannot convert {type(value).__name__} to an array: {e}") from e
+
+
+def _as_text(value: Any, info: ValueInfo) -> np.ndarray:
+    """A string input as an object array, as ONNX gives strings (numpy's fixed-width str and bytes arrays included),
+    every element checked to be text: numbers in a string tensor would run on as numbers."""
+    array = np.asarray(value, dtype=object)
+    if not (isinstance(value, np.ndarray) and value.dtype.kind in "US"):
+        for element in array.flat:
+            if not isinstance(element, (str, bytes)):
+                raise InvalidInputError(
+                    f"input {info.name!r} holds strings, got {element!r} ({type(element).__name__}) in it"
+                )
+    return array
 
 
 def _as_map(value: Any, info: ValueInfo) -> dict:

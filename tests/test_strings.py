@@ -1,5 +1,7 @@
 """String tensors stay on the host, composed with compiled numeric segments."""
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -33,6 +35,19 @@ def test_strings_feed_a_numeric_segment_and_come_back_out():
         expected = np.array([w.lower() == "apple" for w in text], np.float32) * np.float32([1, 2, 3])
         np.testing.assert_array_equal(score, expected)
         assert lower.dtype == object and lower.tolist() == [w.lower() for w in text]
+
+
+def test_a_string_input_takes_text_and_refuses_anything_else_by_name():
+    graph = helper.make_graph([helper.make_node("Identity", ["text"], ["same"])], "g",
+                              [helper.make_tensor_value_info("text", TensorProto.STRING, [None])],
+                              [helper.make_tensor_value_info("same", TensorProto.STRING, None)])
+    rep = onnx_jax.prepare(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]))
+    for text in (np.array(["a", "bc"]), ["a", "bc"], np.array([b"a", b"bc"]), np.array(["a", b"bc"], object)):
+        (same,) = rep.run({"text": text})
+        assert same.dtype == object and same.tolist() == list(np.asarray(text).tolist())
+    for text, culprit in ((np.float32([1, 2]), "1.0"), ([1, 2], "1 (int)"), (np.array(["a", None], object), "None")):
+        with pytest.raises(onnx_jax.InvalidInputError, match=rf"'text' holds strings, got {re.escape(culprit)}"):
+            rep.run({"text": text})
 
 
 @settings(max_examples=10)
