@@ -29,7 +29,7 @@ from .cache import (
     store_executable,
 )
 from .compiler import HostValue, Program, is_static
-from .dtypes import check_precision, x64
+from .dtypes import check_precision, is_float, x64
 from .errors import InvalidInputError, OnnxJaxError
 from .graph import Graph, ModelLike, ValueInfo, read_graph
 from .optimize import optimize as optimize_graph
@@ -452,9 +452,33 @@ def _as_array(value: Any, info: ValueInfo) -> Any:
     if isinstance(value, (np.ndarray, np.generic, jax.Array)):
         return np.asarray(value)
     try:
-        return np.asarray(value, dtype=info.dtype)
+        data = np.asarray(value)
     except (TypeError, ValueError) as e:
         raise InvalidInputError(f"input {info.name!r}: cannot convert {type(value).__name__} to an array: {e}") from e
+    return data if info.dtype is None or data.dtype == info.dtype else _python_data_as(data, value, info)
+
+
+def _python_data_as(data: np.ndarray, value: Any, info: ValueInfo) -> np.ndarray:
+    """Python data (numpy's reading of it in `data`) in the input's declared dtype, refused where that would change
+    a value: text or objects for numbers, a fraction or an integer out of range for an integer or bool type, a
+    finite number past a float type's range (floats may round)."""
+    target, inexact = info.dtype, is_float(info.dtype) or info.dtype.kind == "c"
+    if data.dtype.kind not in ("biufc" if target.kind == "c" else "biuf"):
+        what = {"U": "text", "S": "bytes", "O": "Python objects"}.get(data.dtype.kind, str(data.dtype))
+        raise InvalidInputError(f"input {info.name!r}: cannot convert a {type(value).__name__} of {what} to {target}")
+    with np.errstate(all="ignore"):
+        converted = data.astype(target)
+        if inexact:  # rounding is what a float type does; overflowing to inf or NaN is not
+            changed = ~np.isfinite(converted.astype(np.complex128 if target.kind == "c" else np.float64))
+            changed &= np.isfinite(data)
+        else:
+            changed = converted.astype(data.dtype) != data
+    if np.any(changed):
+        raise InvalidInputError(
+            f"input {info.name!r} is {target}: {data[changed].flat[0].item()!r} in the {type(value).__name__} does "
+            "not fit it; pass an array of that dtype"
+        )
+    return converted
 
 
 def _as_text(value: Any, info: ValueInfo) -> np.ndarray:

@@ -276,6 +276,39 @@ def test_bad_run_inputs_are_refused_naming_the_input(add_rep, case):
         add_rep.run(feeds)
 
 
+def identity_rep(elem):
+    return onnx_jax.prepare(make_model([helper.make_node("Identity", ["x"], ["y"])], [info("x", None, elem)],
+                                       [info("y", None, elem)]))
+
+
+PYTHON_DATA = {  # Python lists take the declared dtype only where no value changes (floats may round)
+    "a fraction for int64": (TensorProto.INT64, [1.5, 2.0], "1.5 in the list does not fit"),
+    "a float scalar for int64": (TensorProto.INT64, 3.9, "3.9 in the float does not fit"),
+    "out of uint8's range": (TensorProto.UINT8, [255, 300], "300 in the list does not fit"),
+    "negative for uint8": (TensorProto.UINT8, [-1], "-1 in the list does not fit"),
+    "2 for bool": (TensorProto.BOOL, [0, 2], "2 in the list does not fit"),
+    "past float32's range": (TensorProto.FLOAT, [1.0, 1e40], "1e+40 in the list does not fit"),
+    "text for int64": (TensorProto.INT64, ["7"], "cannot convert a list of text to int64"),
+    "an int past int64": (TensorProto.INT64, [2**70], "cannot convert a list of Python objects"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PYTHON_DATA))
+def test_python_data_that_would_change_is_refused(case):
+    elem, value, culprit = PYTHON_DATA[case]
+    with raises(InvalidInputError, "'x'", culprit):
+        identity_rep(elem).run({"x": value})
+
+
+def test_python_data_that_fits_takes_the_declared_dtype():
+    for elem, value, dtype in [(TensorProto.INT64, [1.0, 2], np.int64), (TensorProto.UINT8, [0, 255], np.uint8),
+                               (TensorProto.BOOL, [0, 1, True], np.bool_), (TensorProto.FLOAT, [1, 0.1], np.float32),
+                               (TensorProto.DOUBLE, 0.1, np.float64)]:
+        (y,) = identity_rep(elem).run({"x": value})
+        assert y.dtype == dtype
+        np.testing.assert_array_equal(y, np.asarray(value).astype(dtype))
+
+
 @pytest.fixture(scope="module")
 def sequence_rep():
     tensors = helper.make_tensor_type_proto(TensorProto.FLOAT, ["N", 3])
