@@ -269,11 +269,36 @@ RUN_ERRORS = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(RUN_ERRORS))
-def test_bad_run_inputs_are_refused_naming_the_input(add_rep, case):
-    feeds, culprits = RUN_ERRORS[case]
+@pytest.fixture(scope="module")
+def sequence_rep():
+    tensors = helper.make_tensor_type_proto(TensorProto.FLOAT, ["N", 3])
+    return onnx_jax.prepare(make_model(
+        [helper.make_node("ConcatFromSequence", ["s"], ["y"], axis=0),
+         helper.make_node("OptionalGetElement", ["o"], ["z"])],
+        [helper.make_value_info("s", helper.make_sequence_type_proto(tensors)),
+         helper.make_value_info("o", helper.make_optional_type_proto(tensors))],
+        [info("y", None), info("z", None)], opset=18,
+    ))
+
+
+SEQUENCE_ERRORS = {  # a sequence's tensors and an optional's tensor are checked as a tensor input is
+    "wrong dtype in a sequence": ({"s": [ONES, ONES.astype(np.float64)], "o": ONES}, ("'s[1]'", "float32", "float64")),
+    "wrong rank in a sequence": ({"s": [ONES[0]], "o": ONES}, ("'s[0]'", "rank 2", "(3,)")),
+    "fixed dimension differs in a sequence": (
+        {"s": [np.ones((2, 4), np.float32)], "o": ONES}, ("'s[0]'", "dimension 1")
+    ),
+    "an array for a sequence": ({"s": np.stack([ONES, ONES]), "o": ONES}, ("'s'", "list of arrays", "ndarray")),
+    "a string in a sequence": ({"s": [ONES, "x"], "o": ONES}, ("'s'", "convert")),
+    "wrong dtype in an optional": ({"s": [ONES], "o": ONES.astype(np.float64)}, ("'o'", "float32", "float64")),
+}
+
+
+@pytest.mark.parametrize("rep, case", [("add_rep", case) for case in sorted(RUN_ERRORS)]
+                         + [("sequence_rep", case) for case in sorted(SEQUENCE_ERRORS)])
+def test_bad_run_inputs_are_refused_naming_the_input(request, rep, case):
+    feeds, culprits = {**RUN_ERRORS, **SEQUENCE_ERRORS}[case]
     with raises(InvalidInputError, *culprits):
-        add_rep.run(feeds)
+        request.getfixturevalue(rep).run(feeds)
 
 
 def identity_rep(elem):
@@ -307,37 +332,6 @@ def test_python_data_that_fits_takes_the_declared_dtype():
         (y,) = identity_rep(elem).run({"x": value})
         assert y.dtype == dtype
         np.testing.assert_array_equal(y, np.asarray(value).astype(dtype))
-
-
-@pytest.fixture(scope="module")
-def sequence_rep():
-    tensors = helper.make_tensor_type_proto(TensorProto.FLOAT, ["N", 3])
-    return onnx_jax.prepare(make_model(
-        [helper.make_node("ConcatFromSequence", ["s"], ["y"], axis=0),
-         helper.make_node("OptionalGetElement", ["o"], ["z"])],
-        [helper.make_value_info("s", helper.make_sequence_type_proto(tensors)),
-         helper.make_value_info("o", helper.make_optional_type_proto(tensors))],
-        [info("y", None), info("z", None)], opset=18,
-    ))
-
-
-SEQUENCE_ERRORS = {  # a sequence's tensors and an optional's tensor are checked as a tensor input is
-    "wrong dtype in a sequence": ({"s": [ONES, ONES.astype(np.float64)], "o": ONES}, ("'s[1]'", "float32", "float64")),
-    "wrong rank in a sequence": ({"s": [ONES[0]], "o": ONES}, ("'s[0]'", "rank 2", "(3,)")),
-    "fixed dimension differs in a sequence": (
-        {"s": [np.ones((2, 4), np.float32)], "o": ONES}, ("'s[0]'", "dimension 1")
-    ),
-    "an array for a sequence": ({"s": np.stack([ONES, ONES]), "o": ONES}, ("'s'", "list of arrays", "ndarray")),
-    "a string in a sequence": ({"s": [ONES, "x"], "o": ONES}, ("'s'", "convert")),
-    "wrong dtype in an optional": ({"s": [ONES], "o": ONES.astype(np.float64)}, ("'o'", "float32", "float64")),
-}
-
-
-@pytest.mark.parametrize("case", sorted(SEQUENCE_ERRORS))
-def test_bad_sequence_and_optional_inputs_are_refused_naming_the_input(sequence_rep, case):
-    feeds, culprits = SEQUENCE_ERRORS[case]
-    with raises(InvalidInputError, *culprits):
-        sequence_rep.run(feeds)
 
 
 def test_python_lists_in_a_sequence_take_the_declared_dtype(sequence_rep):
