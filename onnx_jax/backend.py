@@ -449,13 +449,13 @@ def _as_array(value: Any, info: ValueInfo) -> Any:
         return [_as_array(v, dataclasses.replace(info, kind="tensor")) for v in value]
     if info.dtype == object:
         return _as_text(value, info)
-    if isinstance(value, (np.ndarray, np.generic, jax.Array)):
-        return np.asarray(value)
     try:
         data = np.asarray(value)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, RuntimeError) as e:  # RuntimeError: torch's tensors that require grad
         raise InvalidInputError(f"input {info.name!r}: cannot convert {type(value).__name__} to an array: {e}") from e
-    return data if info.dtype is None or data.dtype == info.dtype else _python_data_as(data, value, info)
+    if hasattr(value, "__array__") or info.dtype is None or data.dtype == info.dtype:
+        return data  # arrays (numpy's, JAX's, torch's) keep their dtype, checked later
+    return _python_data_as(data, value, info)
 
 
 def _python_data_as(data: np.ndarray, value: Any, info: ValueInfo) -> np.ndarray:

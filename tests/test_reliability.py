@@ -325,6 +325,16 @@ def test_python_data_that_would_change_is_refused(case):
         identity_rep(elem).run({"x": value})
 
 
+def test_torch_tensors_are_arrays_checked_like_numpy_ones():
+    torch = pytest.importorskip("torch")
+    rep = identity_rep(TensorProto.FLOAT)
+    np.testing.assert_array_equal(rep.run({"x": torch.ones(2)})[0], np.ones(2, np.float32))
+    with raises(InvalidInputError, "'x'", "float32", "float64"):
+        rep.run({"x": torch.ones(2, dtype=torch.float64)})  # not cast silently, as a numpy float64 array is not
+    with raises(InvalidInputError, "'x'", "requires grad"):
+        rep.run({"x": torch.ones(2, requires_grad=True)})
+
+
 def test_python_data_that_fits_takes_the_declared_dtype():
     for elem, value, dtype in [(TensorProto.INT64, [1.0, 2], np.int64), (TensorProto.UINT8, [0, 255], np.uint8),
                                (TensorProto.BOOL, [0, 1, True], np.bool_), (TensorProto.FLOAT, [1, 0.1], np.float32),
