@@ -153,6 +153,28 @@ def test_cpu_dots_go_to_eigen_when_mid_size_dots_dominate():
     assert all(v in (backend.EIGEN_DOTS, backend.YNN_DOTS) for v in choices.values())
 
 
+def test_cpu_options_the_user_set_in_xla_flags_are_left_to_them(monkeypatch):
+    import jax
+
+    from onnx_jax import backend
+
+    class Lowered:  # records what it is compiled with
+        def as_text(self):
+            return ""
+
+        def compile(self, options=None):
+            return options
+
+    cpu = jax.devices("cpu")[0]
+    monkeypatch.setenv("XLA_FLAGS", "")
+    assert backend._compile_lowered(Lowered(), cpu) == backend.YNN_DOTS
+    assert backend.YNN_DOTS["xla_cpu_prefer_vector_width"] == 512
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_prefer_vector_width=256")
+    assert backend._compile_lowered(Lowered(), cpu) == {backend.YNN_OPTION: "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+    monkeypatch.setenv("XLA_FLAGS", f"--{backend.YNN_OPTION}=LIBRARY_FUSION_TYPE_DOT")
+    assert backend._compile_lowered(Lowered(), cpu) == {"xla_cpu_prefer_vector_width": 512}
+
+
 def test_cpu_dot_flops_are_read_from_batched_and_dynamic_dot_generals():
     from onnx_jax import backend
 
