@@ -476,8 +476,8 @@ def _python_data_as(data: np.ndarray, value: Any, info: ValueInfo) -> np.ndarray
         if inexact:  # rounding is what a float type does; overflowing to inf or NaN is not
             changed = ~np.isfinite(converted.astype(np.complex128 if target.kind == "c" else np.float64))
             changed &= np.isfinite(data)
-        else:
-            changed = converted.astype(data.dtype) != data
+        else:  # compared as Python numbers: 2**63 into int64 wraps to a value that maps back in uint64
+            changed = converted.astype(object) != data.astype(object)
     if np.any(changed):
         raise InvalidInputError(
             f"input {info.name!r} is {target}: {data[changed].flat[0].item()!r} in the {type(value).__name__} does "

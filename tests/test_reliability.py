@@ -311,6 +311,7 @@ PYTHON_DATA = {  # Python lists take the declared dtype only where no value chan
     "a float scalar for int64": (TensorProto.INT64, 3.9, "3.9 in the float does not fit"),
     "out of uint8's range": (TensorProto.UINT8, [255, 300], "300 in the list does not fit"),
     "negative for uint8": (TensorProto.UINT8, [-1], "-1 in the list does not fit"),
+    "2**63 for int64": (TensorProto.INT64, [2**63], "9223372036854775808 in the list does not fit"),
     "2 for bool": (TensorProto.BOOL, [0, 2], "2 in the list does not fit"),
     "past float32's range": (TensorProto.FLOAT, [1.0, 1e40], "1e+40 in the list does not fit"),
     "text for int64": (TensorProto.INT64, ["7"], "cannot convert a list of text to int64"),
