@@ -500,12 +500,12 @@ def _as_text(value: Any, info: ValueInfo) -> np.ndarray:
 
 
 def _as_map(value: Any, info: ValueInfo) -> dict:
-    """A map input as a new dict with its values in the declared type, its keys and values checked against it
+    """A map input as a new dict (host_numpy.Map, which knows the declared value type) with its values in that type, its keys and values checked against it
     (onnxruntime refuses a map of other key types, and DictVectorizer's output takes the values' type)."""
     declared = f"a map from {_type_text(info.key_dtype)} to {_type_text(info.dtype)}"
     if not isinstance(value, Mapping):
         raise InvalidInputError(f"input {info.name!r} is {declared}: pass a dict, got {type(value).__name__}")
-    typed = {}
+    typed = host_numpy.Map(value_dtype=info.dtype)
     for key, item in value.items():
         if not _fits(key, info.key_dtype):
             raise InvalidInputError(f"input {info.name!r} is {declared}: got the key {key!r}")

@@ -20,6 +20,15 @@ import numpy as np
 from jax import export
 
 
+class Map(dict):
+    """A map input's data with the value dtype the graph declares for it (None if undeclared), which an op's output
+    takes even when the map is empty (DictVectorizer's)."""
+
+    def __init__(self, items: Any = (), value_dtype: np.dtype | None = None):
+        super().__init__(items)
+        self.value_dtype = value_dtype
+
+
 def is_object(value: Any) -> bool:
     """True for what only the host holds: numpy object arrays (strings, or shape values holding symbolic
     dimensions), maps (dicts) and sequences of maps (ZipMap's output)."""

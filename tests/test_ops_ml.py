@@ -592,6 +592,14 @@ def test_dict_vectorizer_matches_onnxruntime():
             assert_close(ours, session.run(None, {"x0": value}))
 
 
+def test_an_empty_map_gives_the_declared_value_type():
+    for value_type, dtype in [(FLOAT, np.float32), (onnx.TensorProto.DOUBLE, np.float64), (INT64, np.int64)]:
+        rep = onnx_jax.prepare(dict_vectorizer_model(STRING, dict(string_vocabulary=["a", "b"]), value_type))
+        for value in ({}, {"a": 2}):
+            (out,) = rep.run({"x0": value})
+            assert out.dtype == dtype and out.tolist() == [[value.get("a", 0), 0]]
+
+
 def test_map_input_of_other_types_is_refused_by_name():
     model = dict_vectorizer_model(STRING, dict(string_vocabulary=["a", "b"]))
     rep = onnx_jax.prepare(model)

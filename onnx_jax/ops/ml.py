@@ -754,14 +754,17 @@ def ZipMap(X, *, classlabels_int64s=None, classlabels_strings=None):
 @op("DictVectorizer", 1, domain="ai.onnx.ml", host=True)
 def DictVectorizer(X, *, int64_vocabulary=None, string_vocabulary=None):
     """A map (or a sequence of maps) -> [maps, vocabulary] with each key's value at its vocabulary slot, 0
-    elsewhere. numpy values keep their type (a graph's map input arrives with its declared one); untyped Python
-    floats give float32 and ints int64."""
+    elsewhere, in the declared value type of a graph's map input (host_numpy.Map), else in its values' type: numpy
+    values keep theirs, untyped Python floats give float32 and ints int64."""
     vocabulary = (_text_array(string_vocabulary).tolist() if string_vocabulary is not None
                   else [int(v) for v in int64_vocabulary])
     slot = {k: i for i, k in enumerate(vocabulary)}
     maps = [m.item() if isinstance(m, np.ndarray) else m for m in (X if isinstance(X, list) else [X])]
     values = [v for m in maps for v in m.values()]
-    if values and all(isinstance(v, np.generic) for v in values):
+    declared = {getattr(m, "value_dtype", None) for m in maps}
+    if len(declared) == 1 and None not in declared:
+        dtype = declared.pop()
+    elif values and all(isinstance(v, np.generic) for v in values):
         dtype = np.result_type(*values)
     elif values and all(isinstance(v, (str, bytes)) for v in values):
         dtype = np.dtype(object)
