@@ -500,37 +500,26 @@ def _as_text(value: Any, info: ValueInfo) -> np.ndarray:
 
 
 def _as_map(value: Any, info: ValueInfo) -> dict:
-    """A map input as a new dict (host_numpy.Map, which knows the declared value type) with its values in that type, its keys and values checked against it
-    (onnxruntime refuses a map of other key types, and DictVectorizer's output takes the values' type)."""
-    declared = f"a map from {_type_text(info.key_dtype)} to {_type_text(info.dtype)}"
+    """A map input as a new dict (host_numpy.Map, which knows the declared value type): its keys and values checked
+    and converted as a tensor input's Python data is (onnxruntime refuses a map of other key types)."""
+    declared = "a map from " + " to ".join("any type" if d is None else "strings" if d == object else str(d)
+                                           for d in (info.key_dtype, info.dtype))
     if not isinstance(value, Mapping):
         raise InvalidInputError(f"input {info.name!r} is {declared}: pass a dict, got {type(value).__name__}")
-    typed = host_numpy.Map(value_dtype=info.dtype)
-    for key, item in value.items():
-        if not _fits(key, info.key_dtype):
-            raise InvalidInputError(f"input {info.name!r} is {declared}: got the key {key!r}")
-        if not _fits(item, info.dtype):
-            raise InvalidInputError(f"input {info.name!r} is {declared}: got {item!r} for the key {key!r}")
+    parts = []
+    for part, dtype in (("keys", info.key_dtype), ("values", info.dtype)):
+        items = list(value.keys() if part == "keys" else value.values())
+        if dtype is None:
+            parts.append(items)
+            continue
         try:
-            typed[key] = item if info.dtype is None or info.dtype == object else info.dtype.type(item)
-        except OverflowError as e:
-            raise InvalidInputError(f"input {info.name!r}: the value of the key {key!r} does not fit: {e}") from e
-    return typed
-
-
-def _fits(scalar: Any, dtype: np.dtype | None) -> bool:
-    """Whether a scalar can stand for an element of dtype: text for strings, integers for integer types and
-    numbers (integers included) for floating ones."""
-    if dtype is None:
-        return True
-    text = isinstance(scalar, (str, bytes, np.str_, np.bytes_))
-    if dtype == object or text:
-        return dtype == object and text
-    return np.ndim(scalar) == 0 and np.asarray(scalar).dtype.kind in ("biu" if dtype.kind in "biu" else "biuf")
-
-
-def _type_text(dtype: np.dtype | None) -> str:
-    return "any type" if dtype is None else "strings" if dtype == object else str(dtype)
+            array = _as_array(items, ValueInfo(info.name, dtype))
+        except InvalidInputError as e:
+            raise InvalidInputError(f"{e} (in its {part}: it is {declared})") from None
+        if array.ndim != 1:
+            raise InvalidInputError(f"input {info.name!r} is {declared}: its {part} must be scalars")
+        parts.append(array.tolist() if part == "keys" else list(array))
+    return host_numpy.Map(zip(*parts), value_dtype=info.dtype)
 
 
 def _check_input(value: Any, info: ValueInfo) -> None:
