@@ -13,7 +13,7 @@ while after each run and would take the cores from whatever runs next (this made
 each block starts after 0.2 s of untimed calls of its runtime. A sample of a sub-millisecond model is the mean
 of as many calls as take about a millisecond.
 
-Models: a one-node Add (per-call overhead, not in the means), the ones in ../shared/models (their io.npz inputs,
+Models: a one-node Add (per-call overhead, not in the means), every model in ../shared/models (their io.npz inputs,
 tiled along a symbolic batch axis for batch 8), the transformers graphs of examples/export_models.py at the `bench`
 size with both torch exporters (exported once into --models-dir), and a 100-tree random forest at batch 10,000. Each
 model runs in its own process, so the peak RSS is that model's (both runtimes together). Per model and batch:
@@ -40,11 +40,14 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[0].parent / "shared" / "models"  # the default of --shared-models
-SHARED_MODELS = ("mnist-8", "super-resolution-10", "ultraface-rfb-320", "fastestdet", "lstm-classifier",
-                 "image-classifier32", "tiny-random-gpt2-msft", "treeensemble-sklearn-ml")
 FOREST = "forest-100-trees"
 ROUNDS = 4  # blocks per runtime; a VM's speed drifts by 20-30% over seconds
 ONE_NODE = "one-node-add"  # per-call overhead: a single Add on 2x3 floats
+
+
+def shared_names(shared: Path) -> list[str]:
+    """Every model in the shared folder: a subfolder with model.onnx and the recorded io.npz."""
+    return sorted(d.name for d in shared.iterdir() if (d / "model.onnx").exists() and (d / "io.npz").exists())
 
 
 def exported_names() -> list[str]:
@@ -57,7 +60,7 @@ def exported_names() -> list[str]:
 def model_and_inputs(name: str, batch: int, models_dir: Path,
                      shared: Path = SHARED) -> tuple[Path, dict[str, np.ndarray]] | None:
     """The model file and its inputs at `batch`, or None where the model has no batch axis of that size."""
-    if name in SHARED_MODELS:
+    if (shared / name / "model.onnx").exists():
         return _shared(shared / name, batch)
     if name == FOREST:
         return _forest(models_dir, batch)
@@ -238,7 +241,7 @@ def main() -> int:
             os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.cores])
         print(json.dumps(bench_one(args.one, args)))
         return 0
-    names = [ONE_NODE, *SHARED_MODELS, *exported_names(), FOREST]
+    names = [ONE_NODE, *shared_names(args.shared_models), *exported_names(), FOREST]
     if args.models:
         names = [n for n in names if n in args.models]
     cores = f", {args.cores} core(s)" if args.cores else ""
