@@ -18,7 +18,7 @@ from ..registry import op
 from .attention import RotaryEmbedding as _rotary
 from .elementwise import gelu
 from .quantization import DynamicQuantizeLinear, _dequantize, _quantize, _shifted
-from .rnn import _activations, _directions, _lstm_cell, _recurrence
+from .rnn import _activations, _directions, _in_processing_order, _lstm_cell, _recurrence
 
 MS = "com.microsoft"
 
@@ -450,7 +450,7 @@ def DynamicQuantizeLSTM(X, W, R, B=None, sequence_lens=None, initial_h=None, ini
     zeros = jnp.zeros((len(reverse), batch, R.shape[1]), X.dtype)
     state = tuple(zeros if s is None else jnp.asarray(s) for s in (initial_h, initial_c))
     if sequence_lens is None:
-        Y, final = _recurrence(cell, gates_x, state, None, reverse)
+        Y, final = _recurrence(cell, _in_processing_order(gates_x, reverse), state, None, reverse)
         return (Y, *final)
 
     # Every sequence in processing order starts at step 0, so the batch quantized together at a step holds every
@@ -466,5 +466,6 @@ def DynamicQuantizeLSTM(X, W, R, B=None, sequence_lens=None, initial_h=None, ini
         def cell(x, state):
             return lstm(x[..., :-1], (jnp.where(x[..., -1:] > 0, 0, state[0]), state[1]))
 
-    Y, final = _recurrence(cell, gates_x, state, sequence_lens, (False,) * len(reverse))
+    in_order = (False,) * len(reverse)
+    Y, final = _recurrence(cell, _in_processing_order(gates_x, in_order), state, sequence_lens, in_order)
     return (_align(Y, sequence_lens, reverse), *final)

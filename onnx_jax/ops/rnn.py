@@ -65,26 +65,34 @@ def _flip_time(x, reverse: tuple[bool, ...]):
     return jnp.stack([x[::-1, d] if r else x[:, d] for d, r in enumerate(reverse)], axis=1)
 
 
-def _recurrence(cell, gates_x, state: tuple, sequence_lens, reverse: tuple[bool, ...]):
-    """Scan `cell(gates_x[t], state) -> state` over time, every direction at once.
+def _in_processing_order(gates_x, reverse: tuple[bool, ...]) -> tuple:
+    """[time, directions, batch, gates] -> one [time, batch, gates] per direction, in the order it runs."""
+    return tuple(gates_x[::-1, d] if r else gates_x[:, d] for d, r in enumerate(reverse))
 
-    gates_x is [time, directions, batch, gates], each state entry [directions, batch, hidden] with the hidden
-    state first. Past a sequence's length the state is held and the output is zero, so a backward direction
-    starts at each sequence's last valid step. Returns Y [time, directions, batch, hidden] and the final state.
+
+def _recurrence(cell, steps: tuple, state: tuple, sequence_lens, reverse: tuple[bool, ...]):
+    """Scan `cell(x_t, state) -> state` over time, every direction at once.
+
+    `steps` holds one [time, batch, gates] per direction in the order it runs (a backward direction's reversed in
+    time); cell sees them stacked, [directions, batch, gates], and each state entry is [directions, batch, hidden]
+    with the hidden state first. Past a sequence's length the state is held and the output is zero, so a backward
+    direction starts at each sequence's last valid step. Returns Y [time, directions, batch, hidden] in time order
+    and the final state.
     """
+    time, batch = steps[0].shape[:2]
     valid = None
     if sequence_lens is not None:
-        valid = jnp.arange(gates_x.shape[0])[:, None] < jnp.asarray(sequence_lens)[None, :]
-        valid = _flip_time(jnp.broadcast_to(valid[:, None, :, None], gates_x.shape[:3] + (1,)), reverse)
+        valid = jnp.arange(time)[:, None] < jnp.asarray(sequence_lens)[None, :]
+        valid = _flip_time(jnp.broadcast_to(valid[:, None, :, None], (time, len(steps), batch, 1)), reverse)
 
     def step(state, inputs):
-        x, ok = inputs
-        new = cell(x, state)
+        xs, ok = inputs
+        new = cell(jnp.stack(xs), state)
         if ok is None:
             return new, new[0]
         return tuple(jnp.where(ok, n, s) for n, s in zip(new, state)), jnp.where(ok, new[0], 0)
 
-    final, ys = lax.scan(step, state, (_flip_time(gates_x, reverse), valid))
+    final, ys = lax.scan(step, state, (steps, valid))
     if sequence_lens is not None:  # an empty sequence has no last step: its final state is zero, as in onnxruntime
         final = tuple(jnp.where(jnp.asarray(sequence_lens)[:, None] > 0, s, 0) for s in final)
     return _flip_time(ys, reverse), final
@@ -100,8 +108,11 @@ def _run(cell, X, W, R, bias, sequence_lens, initial: tuple, layout: int, revers
         initial = tuple(None if s is None else jnp.swapaxes(s, 0, 1) for s in initial)
     zeros = jnp.zeros((len(reverse), X.shape[1], R.shape[-1]), X.dtype)
     state = tuple(zeros if s is None else jnp.asarray(s) for s in initial)
-    gates_x = jnp.einsum("tbi,dgi->tdbg", X, W) + bias[:, None, :]
-    Y, final = _recurrence(cell, gates_x, state, sequence_lens, reverse)
+    # one product per direction, written in the order that direction runs: no copies of every step's gates into a
+    # [time, directions] array and reversed (bidi-lstm-bytes 11.7 -> 6.6 ms at batch 8, 3.0 -> 2.1-2.4 at batch 1)
+    W = jnp.asarray(W)
+    steps = tuple(jnp.einsum("tbi,gi->tbg", X[::-1] if r else X, W[d]) + bias[d] for d, r in enumerate(reverse))
+    Y, final = _recurrence(cell, steps, state, sequence_lens, reverse)
     if layout:
         return (jnp.transpose(Y, (2, 0, 1, 3)), *(jnp.swapaxes(s, 0, 1) for s in final))
     return (Y, *final)
@@ -115,9 +126,17 @@ def _biases(B, R):
     return tuple(jnp.split(jnp.asarray(B), 2, axis=-1))
 
 
-def _recur(h, R):
-    """h @ R^T for every direction: [directions, batch, hidden] -> [directions, batch, gates]."""
-    return jnp.einsum("dbh,dgh->dbg", h, R)
+def _projection(R, X, layout: int):
+    """h -> h @ R^T for every direction: [directions, batch, hidden] -> [directions, batch, gates].
+
+    Over more than one step R is transposed once, outside the scan, so that every step's product reads its
+    weight in a matmul's own layout (the shared models' bidirectional LSTM 2.2x faster); a single step reads R
+    as it is (transposing the whole weight for one product cost lstm-classifier 2x).
+    """
+    if X.shape[1 if layout else 0] > 1:
+        RT = jnp.swapaxes(jnp.asarray(R), 1, 2)
+        return lambda h: jnp.einsum("dbh,dhg->dbg", h, RT)
+    return lambda h: jnp.einsum("dbh,dgh->dbg", h, R)
 
 
 def _clip(x, clip):
@@ -135,9 +154,10 @@ def RNN(X, W, R, B=None, sequence_lens=None, initial_h=None, *, activation_alpha
     reverse = _directions(direction)
     (f,) = _activations(activations, activation_alpha, activation_beta, 1, len(reverse))
     wb, rb = _biases(B, R)
+    recur = _projection(R, X, layout)
 
     def cell(x, state):
-        return (f(_clip(x + _recur(state[0], R), clip)),)
+        return (f(_clip(x + recur(state[0]), clip)),)
 
     return _run(cell, X, W, R, wb + rb, sequence_lens, (initial_h,), layout, reverse)
 
@@ -151,16 +171,17 @@ def GRU(X, W, R, B=None, sequence_lens=None, initial_h=None, *, activation_alpha
     wb, rb = _biases(B, R)
     zr = 2 * R.shape[-1]  # the update and reset gates come first, then the hidden gate
     bias, rb_h = (wb + rb.at[:, zr:].set(0), rb[:, None, zr:]) if linear_before_reset else (wb + rb, None)
+    recur, recur_zr, recur_h = (_projection(r, X, layout) for r in (R, R[:, :zr], R[:, zr:]))
 
     def cell(x, state):
         h = state[0]
         if linear_before_reset:
-            hr = _recur(h, R)
+            hr = recur(h)
             z, r = jnp.split(f(_clip(x[..., :zr] + hr[..., :zr], clip)), 2, axis=-1)
             candidate = g(_clip(x[..., zr:] + r * (hr[..., zr:] + rb_h), clip))
         else:
-            z, r = jnp.split(f(_clip(x[..., :zr] + _recur(h, R[:, :zr]), clip)), 2, axis=-1)
-            candidate = g(_clip(x[..., zr:] + _recur(r * h, R[:, zr:]), clip))
+            z, r = jnp.split(f(_clip(x[..., :zr] + recur_zr(h), clip)), 2, axis=-1)
+            candidate = g(_clip(x[..., zr:] + recur_h(r * h), clip))
         return ((1 - z) * candidate + z * h,)
 
     return _run(cell, X, W, R, bias, sequence_lens, (initial_h,), layout, reverse)
@@ -192,7 +213,7 @@ def LSTM(X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None, P=
     names = activations or ("Sigmoid", "Tanh", "Tanh")
     f, g, h = _activations(names, activation_alpha, activation_beta, 3, len(reverse))
     wb, rb = _biases(B, R)
-    cell = _lstm_cell(lambda h_prev: _recur(h_prev, R), P, f, g, h, clip, input_forget)
+    cell = _lstm_cell(_projection(R, X, layout), P, f, g, h, clip, input_forget)
     return _run(cell, X, W, R, wb + rb, sequence_lens, (initial_h, initial_c), layout, reverse)
 
 
