@@ -52,6 +52,9 @@ TINY_DOT_FLOPS = 2**21
 WIDE_DOT_COLUMNS = 2048
 _DOT = re.compile(r"stablehlo\.dot_general [^\n]*?contracting_dims = \[([\d, ]*)\][^\n]*"
                   r": \(tensor<([^>]*)>, tensor<[^>]*>\) -> tensor<([^>]*)>")
+_FUNC = re.compile(r"^\s*func\.func (?:public |private )?@([\w.$-]+)\(")
+_CALL = re.compile(r"(?:func\.)?call @([\w.$-]+)\(")
+_LOOP_BOUND = re.compile(r"stablehlo\.constant dense<(\d+)> : tensor<[su]?i\d+>")
 
 
 def synchronous_cpu_dispatch() -> None:
@@ -382,15 +385,53 @@ def _compile_lowered(lowered: jax.stages.Lowered, device: jax.Device) -> jax.sta
 
 def cpu_compiler_options(stablehlo: str) -> dict[str, str]:
     """Eigen for the convolutions; for the dots too when mid-size dots (neither tiny nor wide) hold at least
-    EIGEN_DOT_SHARE of the module's dot FLOPs, else YNNPACK for the dots."""
+    EIGEN_DOT_SHARE of the dot FLOPs a run executes, else YNNPACK for the dots."""
     mid = total = 0
-    for contracting, lhs, result in _DOT.findall(stablehlo):
+    for (contracting, lhs, result), times in _executed_dots(stablehlo):
         lhs_dims, result_dims = _dims(lhs), _dims(result)
         flops = 2 * math.prod(result_dims) * math.prod(lhs_dims[int(d)] for d in contracting.split(",") if d.strip())
-        total += flops
+        total += flops * times
         if flops >= TINY_DOT_FLOPS and (result_dims or [1])[-1] < WIDE_DOT_COLUMNS:
-            mid += flops
+            mid += flops * times
     return EIGEN_DOTS if total and mid >= EIGEN_DOT_SHARE * total else YNN_DOTS
+
+
+def _executed_dots(stablehlo: str) -> list[tuple[tuple[str, str, str], int]]:
+    """Each dot_general of the module (its contracting dims, lhs and result types) with how often a run executes it:
+    once per call of its function from `main`, times the iterations of each while loop around it (the constant
+    bound of a counted loop, as lax.scan writes it; 1 where the bound is not a constant). A recurrence's small
+    per-step product then weighs as what it is, its FLOPs times the steps."""
+    functions: dict[str, list[str]] = {}
+    for line in stablehlo.splitlines():
+        if match := _FUNC.match(line):
+            functions[match.group(1)] = body = []
+        elif functions:
+            body.append(line)
+    if "main" not in functions:
+        return [(dot, 1) for dot in _DOT.findall(stablehlo)]
+
+    def walk(lines: list[str], times: int, calls: tuple[str, ...]):
+        i = 0
+        while i < len(lines):
+            line = lines[i]
+            if match := _DOT.search(line):
+                yield match.groups(), times
+            elif "stablehlo.while" in line:
+                indent = line[:len(line) - len(line.lstrip())]
+                end = next((j for j in range(i + 1, len(lines)) if lines[j] == f"{indent}}}"), len(lines))
+                region = lines[i + 1:end]
+                cond = region[:next((j for j, x in enumerate(region) if x.startswith(f"{indent}}} do {{")), 0)]
+                bounds = [int(b) for x in cond for b in _LOOP_BOUND.findall(x)]
+                counted = len(bounds) == 1 and any("stablehlo.compare  LT" in x or "compare LT" in x for x in cond)
+                yield from walk(region, times * (bounds[0] if counted else 1), calls)
+                i = end
+            else:
+                for callee in _CALL.findall(line):
+                    if callee in functions and callee not in calls:
+                        yield from walk(functions[callee], times, (*calls, callee))
+            i += 1
+
+    return list(walk(functions["main"], 1, ("main",)))
 
 
 def _dims(tensor_type: str) -> list[int]:

@@ -153,6 +153,27 @@ def test_cpu_dots_go_to_eigen_when_mid_size_dots_dominate():
     assert all(v in (backend.EIGEN_DOTS, backend.YNN_DOTS) for v in choices.values())
 
 
+def test_cpu_dots_in_a_loop_count_once_per_iteration():
+    import jax.numpy as jnp
+    from jax import lax
+
+    from onnx_jax import backend
+
+    def recurrence(x, w, r):  # one mid-size product, then 100 steps of a tiny one (an RNN's shape)
+        def step(h, _):
+            return jnp.tanh(h @ r), None
+
+        return lax.scan(step, (x @ w)[:2], None, length=100)[0]
+
+    text = _lowered_text(recurrence, (128, 256), (256, 128), (128, 128))
+    assert sorted(times for _, times in backend._executed_dots(text)) == [1, 100]
+    # per run: 8.4 MFLOP in the mid-size product, 100 x 65.5 kFLOP = 6.6 MFLOP in the tiny one
+    assert backend.cpu_compiler_options(text) == backend.YNN_DOTS
+    dynamic = _lowered_text(lambda x, w: lax.while_loop(lambda c: c[1] < c[0].sum(), lambda c: (c[0] @ w, c[1] + 1),
+                                                        (x, 0.0))[0], (4, 4), (4, 4))
+    assert [times for _, times in backend._executed_dots(dynamic)] == [1]  # no constant bound: counted once
+
+
 def test_cpu_options_the_user_set_in_xla_flags_are_left_to_them(monkeypatch):
     import jax
 
