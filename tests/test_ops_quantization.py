@@ -223,30 +223,51 @@ def _conv_integer_model(channels: int):
     return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 10)])
 
 
-def test_conv_integer_lowers_to_exact_float_convolutions_for_gpus():
+def test_conv_integer_lowers_to_exact_float_convolutions():
     """XLA's GPU backend rejects int32 convolutions ("UNIMPLEMENTED: ... CuDNN integer convolutions must have s8
-    input and filter"): lowered for CUDA, ConvInteger convolves in float32 while its sums stay below 2**24
-    (4 * 9 terms of at most 255 * 255), in float64 beyond (64 * 9 terms); on CPU it stays in int32."""
-    for channels, gpu_type in [(4, "f32"), (64, "f64")]:
+    input and filter") and its CPU backend runs them as plain loops: ConvInteger convolves in float32 while its sums
+    stay below 2**24 (4 * 9 terms of at most 255 * 255), in float64 beyond (64 * 9 terms). On CPU the float32 case
+    takes the float Conv's lowering (here its channels-last convolution)."""
+    for channels, float_type in [(4, "f32"), (64, "f64")]:
         fn, params = onnx_jax.to_jax(_conv_integer_model(channels))
         specs = [jax.ShapeDtypeStruct(s, np.uint8) for s in [(1, channels, 6, 6), (4, channels, 3, 3)]]
-        for platform, element in [("cuda", gpu_type), ("cpu", "i32")]:
+        for platform in ("cuda", "cpu"):
             text = jax.export.export(jax.jit(lambda *a: fn(params, *a)), platforms=[platform])(*specs).mlir_module()
             convolutions = re.findall(r"stablehlo.convolution.*-> tensor<(\w+)>", text)
-            assert convolutions == [f"1x4x4x4x{element}"], (channels, platform, convolutions)
+            assert convolutions == [f"1x4x4x4x{float_type}"], (channels, platform, convolutions)
+
+
+def _integer_conv(x, w, **attrs):
+    return lax.conv_general_dilated(x, w, preferred_element_type=jnp.int32, **attrs)
 
 
 @pytest.mark.parametrize("channels", [4, 64])
 def test_exact_float_conv_equals_the_integer_conv(channels):
-    """The GPU path, run here: the same int32 results at the extremes of 8-bit operands shifted by their zero points."""
+    """Both float paths: the same int32 results at the extremes of 8-bit operands shifted by their zero points."""
     rng = np.random.default_rng(channels)
     x = jnp.asarray(rng.choice([-255, 255, 0, 7], (2, channels, 6, 6)), jnp.int32)
     w = jnp.asarray(rng.choice([-255, 255, -3], (4, channels, 3, 3)), jnp.int32)
     conv = functools.partial(lax.conv_general_dilated, window_strides=(1, 1), padding=[(1, 1), (0, 0)])
     with jax.enable_x64(True):
-        want = quantization._integer_conv(conv, x, w)
+        want = _integer_conv(x, w, window_strides=(1, 1), padding=[(1, 1), (0, 0)])
         got = quantization._exact_float_conv(conv, x, w)
     assert got.dtype == want.dtype == jnp.int32
+    np.testing.assert_array_equal(got, want)
+    if channels == 4:  # float32 is exact here: the CPU path through the float Conv's lowering
+        got = quantization._float32_conv(x, w, pads=(1, 0, 1, 0))
+        assert got.dtype == jnp.int32
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("group, channels, kernel", [(1, 1, 5), (1, 16, 1), (8, 8, 3), (2, 8, 3)])
+def test_float32_conv_is_exact_on_each_float_conv_path(group, channels, kernel):
+    """One input channel (multiply-adds over the image), 1x1 (a matmul), depthwise and grouped: int32 results equal
+    at the extremes of the shifted operands."""
+    rng = np.random.default_rng(channels)
+    x = jnp.asarray(rng.choice([-255, 255, 0, 7], (2, channels, 9, 9)), jnp.int32)
+    w = jnp.asarray(rng.choice([-255, 255, -3], (8, channels // group, kernel, kernel)), jnp.int32)
+    want = _integer_conv(x, w, window_strides=(2, 1), padding=[(1, 1), (1, 1)], feature_group_count=group)
+    got = quantization._float32_conv(x, w, pads=(1, 1, 1, 1), strides=(2, 1), group=group)
     np.testing.assert_array_equal(got, want)
 
 
