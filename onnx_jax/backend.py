@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import hashlib
 import math
@@ -36,6 +37,9 @@ from .optimize import optimize as optimize_graph
 from .registry import REGISTRY, Registry
 
 DEFAULT_CACHE_SIZE = 32  # compiled executables kept per prepared model (one per input signature)
+# inputs up to this size that share a dtype reach the executable as one buffer: each array JAX passes in costs
+# ~1.7 us a call (eight int64 scalars: 20 -> 9 us), more than copying a few kilobytes together
+PACKED_INPUT_BYTES = 4096
 SMALL_CONSTANT = 16  # float initializers up to this many elements are compiled in as constants, not arguments
 # XLA CPU runs convolutions and dots through YNNPACK by default. Its convolutions are 1.2-2x slower than XLA's
 # Eigen kernels on the benchmark's CNNs; its dots are faster on tiny products and on wide ones (2048+ output
@@ -99,6 +103,7 @@ class Segment:
     needs_x64: bool = True  # takes 64-bit arrays, which JAX only accepts with x64 enabled
     stored: str | None = None  # the on-disk key it was loaded from: not yet known to execute in this process
     micro_batch: int | None = None  # runs its batch as a loop over slices of this many samples (batching.py)
+    packing: tuple[tuple[int, ...], ...] | None = None  # lean: the groups of inputs it takes as one buffer each
 
     def run(self, params: tuple[Any, ...], values: list[Any]) -> dict[str, Any]:
         if not self.host and not self.checked:
@@ -170,19 +175,26 @@ class OnnxJaxRep(BackendRep):
         last = self._last
         if last is not None and last[0] == key:  # the same signature as the call before: skip the LRU bookkeeping
             if last[2] is not None:  # the steady state: as little Python as can be
-                return tuple([np.asarray(r) for r in last[2](self._params, *arrays)])
+                call, packing, wide = last[2]
+                if packing is not None:
+                    arrays = _pack(arrays, packing)
+                if wide:
+                    with jax.enable_x64(True):
+                        return tuple([np.asarray(r) for r in call(self._params, *arrays)])
+                return tuple([np.asarray(r) for r in call(self._params, *arrays)])
             segment = last[1]
         else:
             segment = self._cache_get(key) or self._cache_put(key, self._compile_first(arrays))
             self._last = (key, segment, None)
         try:
-            if segment.lean and not segment.needs_x64:
-                outputs = tuple([np.asarray(r) for r in segment.executable(self._params, *arrays)])
-                self._last = (key, segment, _entry_point(segment.executable))  # it ran: later calls go straight in
+            if segment.lean:
+                packed = arrays if segment.packing is None else _pack(arrays, segment.packing)
+                with jax.enable_x64(True) if segment.needs_x64 else contextlib.nullcontext():
+                    outputs = tuple([np.asarray(r) for r in segment.executable(self._params, *packed)])
+                # it ran: later calls go straight in
+                self._last = (key, segment, (_entry_point(segment.executable), segment.packing, segment.needs_x64))
                 return outputs
             with jax.enable_x64(True):
-                if segment.lean:
-                    return tuple([np.asarray(r) for r in segment.executable(self._params, *arrays)])
                 values = segment.run(self._params, [a for a, static in zip(arrays, self._static) if not static])
         except jax.errors.JaxRuntimeError:
             if segment.stored is None:
@@ -274,17 +286,30 @@ class OnnxJaxRep(BackendRep):
         if program.checks:
             fn = checkify.checkify(fn, errors=checkify.user_checks)
         shardings = None if self.mesh is None else (None, *(_batch_sharding(self.mesh, v) for v in traced.values()))
+        plain = (start == 0 and not host and not program.checks and self.mesh is None
+                 and tuple(dynamic) == program.input_names and all(type(v) is np.ndarray for v in traced.values()))
+        packing = _packing(list(traced.values())) if plain else None
         with x64(self.precision):
             # weights are arguments: closed over, XLA would get them as constants and compile far longer
-            lowered = jax.jit(fn, in_shardings=shardings).lower(self._params, *traced.values())
-            executable = _compile_lowered(lowered, self.device)
+            if packing is None:
+                lowered = jax.jit(fn, in_shardings=shardings).lower(self._params, *traced.values())
+            else:
+                shapes = [v.shape for v in traced.values()]
+                lowered = jax.jit(_unpacking(fn, packing, shapes)).lower(
+                    self._params, *_pack(list(traced.values()), packing))
         outputs, stop = found["outputs"], found["stop"]
         lean = (stop is None and not host and not program.checks and found["tensors"]
                 and tuple(dynamic) == program.input_names and outputs == program.output_names
                 and not any(isinstance(v, list) for v in dynamic.values()))
+        if packing is not None and not lean:  # a graph break, or outputs that are not tensors: inputs one by one
+            packing = None
+            with x64(self.precision):
+                lowered = jax.jit(fn).lower(self._params, *traced.values())
+        with x64(self.precision):
+            executable = _compile_lowered(lowered, self.device)
         needs_x64 = any(jax.numpy.dtype(v.dtype).itemsize == 8 for v in traced.values() if hasattr(v, "dtype"))
         segment = Segment(executable, tuple(dynamic), host, outputs, found["static"], stop, program.checks, lean,
-                          needs_x64)
+                          needs_x64, packing=packing)
         if lean and self.mesh is None and self.device.platform == "cpu":
             return self._sliced(segment, fn, found, traced) or segment
         return segment
@@ -318,7 +343,7 @@ class OnnxJaxRep(BackendRep):
             if not batching.per_sample(self.program.graph, whole, found["env"], batched, (batch, micro)):
                 return None
             executable = _compile_lowered(traced.lower(), self.device)
-        return dataclasses.replace(segment, executable=executable, micro_batch=micro)
+        return dataclasses.replace(segment, executable=executable, micro_batch=micro, packing=None)
 
     def _cache_get(self, key: tuple) -> Segment | None:
         with self._lock:
@@ -361,6 +386,40 @@ class OnnxJaxRep(BackendRep):
                     f"the model takes {len(self._inputs)} input(s) {list(self.input_names)}, got {len(values)}"
                 )
         return [_as_array(v, info) for v, info in zip(values, self._inputs)]
+
+
+def _packing(values: list[np.ndarray]) -> tuple[tuple[int, ...], ...] | None:
+    """Groups of input positions that reach the executable as one buffer each (small arrays of a dtype two or more
+    of them share; every other input alone), in order; None where no two inputs pack."""
+    small: dict[np.dtype, list[int]] = {}
+    for i, v in enumerate(values):
+        if v.nbytes <= PACKED_INPUT_BYTES:
+            small.setdefault(v.dtype, []).append(i)
+    together = {i: tuple(group) for group in small.values() if len(group) > 1 for i in group}
+    if not together:
+        return None
+    return tuple(dict.fromkeys(together.get(i, (i,)) for i in range(len(values))))
+
+
+def _pack(arrays: list[np.ndarray], packing: tuple[tuple[int, ...], ...]) -> list[np.ndarray]:
+    return [arrays[g[0]] if len(g) == 1 else np.concatenate([arrays[i].ravel() for i in g]) for g in packing]
+
+
+def _unpacking(fn: Any, packing: tuple[tuple[int, ...], ...], shapes: list[tuple[int, ...]]) -> Any:
+    """fn taking its inputs as `_pack` passes them: each packed group's buffer cut back into its arrays."""
+
+    def unpacked(params: tuple[Any, ...], *buffers: Any) -> Any:
+        values: list[Any] = [None] * len(shapes)
+        for group, buffer in zip(packing, buffers):
+            if len(group) == 1:
+                values[group[0]] = buffer
+                continue
+            offsets = np.cumsum([0] + [math.prod(shapes[i]) for i in group])
+            for i, lo, hi in zip(group, offsets, offsets[1:]):
+                values[i] = buffer[lo:hi].reshape(shapes[i])
+        return fn(params, *values)
+
+    return unpacked
 
 
 def _entry_point(executable: Any) -> Any:

@@ -102,3 +102,31 @@ def test_other_xla_flags_compile_anew(tmp_path):
     first = _run(path, str(cache), tmp_path)
     assert _run(path, str(cache), tmp_path, xla_flags="--xla_cpu_enable_fast_math=false") == first
     assert len(os.listdir(cache)) == 2
+
+
+PACKED = """
+import sys, numpy as np, onnx_jax
+from onnx_jax.backend import OnnxJaxRep
+if len(sys.argv) > 2:
+    OnnxJaxRep._trace_and_compile = lambda *a: sys.exit("traced")
+rep = onnx_jax.prepare(sys.argv[1])
+for _ in range(2):
+    a, b = rep.run([np.arange(3, dtype=np.int64), np.arange(4, dtype=np.int64).reshape(2, 2)])
+print(next(iter(rep._cache.values())).packing, a.tolist(), b.tolist())
+"""
+
+
+def test_a_stored_executable_keeps_its_input_packing(tmp_path):
+    inputs = [helper.make_tensor_value_info("a", onnx.TensorProto.INT64, [3]),
+              helper.make_tensor_value_info("b", onnx.TensorProto.INT64, [2, 2])]
+    outputs = [helper.make_tensor_value_info(n, onnx.TensorProto.INT64, None) for n in ("y", "z")]
+    nodes = [helper.make_node("Neg", ["a"], ["y"]), helper.make_node("Abs", ["b"], ["z"])]
+    path = tmp_path / "two.onnx"
+    onnx.save(helper.make_model(helper.make_graph(nodes, "g", inputs, outputs),
+                                opset_imports=[helper.make_opsetid("", 17)]), path)
+    env = {**os.environ, "ONNX_JAX_CACHE_DIR": str(tmp_path / "cache")}
+    runs = [subprocess.run([sys.executable, "-c", PACKED, str(path), *extra], env=env, capture_output=True, text=True,
+                           timeout=300) for extra in ([], ["no-tracing"])]
+    for done in runs:
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "((0, 1),) [0, -1, -2] [[0, 1], [2, 3]]"

@@ -225,3 +225,46 @@ def test_cpu_dispatch_is_synchronous_unless_jax_already_ran(script, expected):
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == expected
+
+
+def _sum_model(dtypes_and_shapes):
+    """y_i = x_i + 1 for each input, in its dtype: every input reaches its own output."""
+    inputs, outputs, nodes, inits = [], [], [], []
+    for i, (dtype, shape) in enumerate(dtypes_and_shapes):
+        elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+        inputs.append(helper.make_tensor_value_info(f"x{i}", elem, shape))
+        outputs.append(helper.make_tensor_value_info(f"y{i}", elem, shape))
+        inits.append(onnx.numpy_helper.from_array(np.array(1, dtype), f"one{i}"))
+        nodes.append(helper.make_node("Add", [f"x{i}", f"one{i}"], [f"y{i}"]))
+    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_small_inputs_of_one_dtype_travel_as_one_buffer():
+    import onnx_jax
+
+    specs = [(np.int64, [1]), (np.float32, [2, 3]), (np.int64, [3, 2]), (np.float32, [0, 4]), (np.int64, [])]
+    big = (np.float32, [40, 40])  # 6400 bytes: passed on its own
+    rep = onnx_jax.prepare(_sum_model([*specs, big]))
+    rng = np.random.default_rng(0)
+    for _ in range(3):  # the first call, then the steady state
+        values = [rng.integers(-9, 9, shape).astype(dtype) for dtype, shape in [*specs, big]]
+        outputs = rep.run(values)
+        for value, output in zip(values, outputs):
+            assert output.dtype == value.dtype and output.shape == value.shape
+            np.testing.assert_array_equal(output, value + 1)
+    (segment,) = rep._cache.values()
+    assert segment.packing == ((0, 2, 4), (1, 3), (5,))
+
+
+def test_inputs_are_not_packed_where_the_graph_breaks():
+    import onnx_jax
+
+    model = _sum_model([(np.float32, [2]), (np.float32, [2])])
+    model.graph.node.append(helper.make_node("Unique", ["y0"], ["u"]))  # a data-dependent shape: a graph break
+    model.graph.output.append(helper.make_tensor_value_info("u", onnx.TensorProto.FLOAT, None))
+    rep = onnx_jax.prepare(model)
+    y0, y1, u = rep.run([np.array([1, 1], np.float32), np.array([2, 3], np.float32)])
+    np.testing.assert_array_equal(u, [2])
+    np.testing.assert_array_equal(y1, [3, 4])
+    assert all(segment.packing is None for segment in rep._cache.values())
