@@ -172,10 +172,11 @@ def ConcatConv(w, b, *pieces, strides=None):
 # and padding after it, one pass less over its (often large) output (MobileNetV2's 16 -> 96 expansion)
 _MAX_SUMMED_CHANNELS = 16
 _MAX_DEPTHWISE_TAPS = 49  # kernels up to 7x7 as shifted multiply-adds; larger ones go to XLA's convolution
-# a first layer over an RGB image (3x3) as multiply-adds reading the channels-first input in place: XLA's
-# convolution wants it copied channels-last first, and its kernels are slow on 3 input channels (0.33-0.76x on
-# single convolutions); a 5x5 over RGB into 64 channels was 1.8x slower this way
-_MAX_IMAGE_PRODUCTS = 27  # input channels x kernel taps
+# a first layer over an RGB image as multiply-adds reading the channels-first input in place: XLA's convolution
+# wants it copied channels-last first, and its kernels are slow on few input channels. Single convolutions and ReLU
+# (512-bit vectors): 5x5 over RGB into 12-64 channels 0.28-0.66x of XLA's time, 3x3 over 8 channels 0.79x; past 75
+# terms XLA's loop slows down (7x7 over RGB 3x, 3x3 over 16 channels 1.6-2.7x slower than its convolution)
+_MAX_IMAGE_PRODUCTS = 75  # input channels x kernel taps
 
 
 def _output_sizes(spatial, kernel, strides, padding, dilations) -> list[int]:
