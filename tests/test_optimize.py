@@ -14,6 +14,7 @@ from onnx.reference import ReferenceEvaluator
 from test_ops_nn import conv_case
 
 import onnx_jax
+from onnx_jax.errors import NodeExecutionError
 from onnx_jax.graph import read_graph
 from onnx_jax.optimize import INTERNAL_DOMAIN, optimize
 from oracle import arrays, assert_close, node_model
@@ -315,3 +316,14 @@ def test_first_layer_conv_over_few_channels(channels, kernel, dilations, dtype):
                  atol=1e-5 if dtype == np.float32 else None)
     entry = (hlo := next(iter(rep._cache.values())).executable.as_text())[hlo.index("ENTRY"):]
     assert ("convolution(" in entry) == (channels * kernel * kernel > 75), entry
+
+
+def test_concat_conv_refuses_pieces_that_do_not_add_up_to_the_weight():
+    """Channels the weight expects but the pieces lack would otherwise be left out of the sum, silently."""
+    model = _concat_conv_model(np.random.default_rng(0), pieces=(3, 5))
+    for i, value in enumerate(model.graph.input):
+        value.type.tensor_type.shape.dim[1].dim_param = f"C{i}"
+    rep = onnx_jax.prepare(model)
+    assert rep.run([np.ones((2, 3, 6, 5), np.float32), np.ones((2, 5, 6, 5), np.float32)])[0].shape == (2, 12, 3, 5)
+    with pytest.raises(NodeExecutionError, match="has 7 channels, W expects 8"):
+        rep.run([np.ones((2, 3, 6, 5), np.float32), np.ones((2, 4, 6, 5), np.float32)])

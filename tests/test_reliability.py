@@ -376,6 +376,20 @@ def test_conv_channel_mismatch_names_the_node():
     with raises(NodeExecutionError, "'conv0'", "Conv") as error:
         rep.run([np.ones((1, 5, 8, 8), np.float32)])
     assert error.value.node == "conv0"
+    for channels in (1, 2, 4):  # fewer and more than 3: multiply-adds over the channels, never silently
+        with raises(NodeExecutionError, "'conv0'", f"X has {channels} channels, W expects 3"):
+            rep.run([np.ones((1, channels, 8, 8), np.float32)])
+
+
+@pytest.mark.parametrize("kernel", [1, 3])
+def test_a_pointwise_or_small_conv_refuses_the_wrong_channel_count(kernel):
+    """The 1x1 (multiply-adds over <= 16 channels) and small-kernel paths read the weight per channel."""
+    weight = numpy_helper.from_array(np.ones((4, 8, kernel, kernel), np.float32), "w")
+    rep = onnx_jax.prepare(make_model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv0")],
+                                      [info("x", (1, "C", 8, 8))], [info("y", None)], [weight]))
+    assert rep.run([np.ones((1, 8, 8, 8), np.float32)])[0].shape[1] == 4
+    with raises(NodeExecutionError, "'conv0'", "X has 6 channels, W expects 8"):
+        rep.run([np.ones((1, 6, 8, 8), np.float32)])
 
 
 def test_a_node_without_a_name_is_named_by_op_and_position():

@@ -122,6 +122,9 @@ def ConvChannelsLast(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1
     in place. (A matmul of im2col patches measured no faster than XLA's convolution, and slower on small images.)
     """
     n = w.ndim - 2
+    if x.shape[1] != w.shape[n] * group:  # the multiply-adds below would index the weight out of range, silently
+        raise ValueError(f"X has {x.shape[1]} channels, W expects {w.shape[n] * group} ({w.shape[n]} per group x "
+                         f"group={group})")
     strides, dilations = _per_axis(strides, n, 1), _per_axis(dilations, n, 1)
     padding = _padding(auto_pad, pads, x.shape[2:], w.shape[:n], strides, dilations)
     acc = _acc_dtype(x.dtype)
@@ -163,6 +166,8 @@ def ConcatConv(w, b, *pieces, strides=None):
     onnx_jax.optimize: the sum of each piece's 1x1 convolution with its rows of the weight, so the concatenation
     is never written (and XLA cannot fuse the pieces' producers into its loop)."""
     offsets = np.cumsum([0] + [p.shape[1] for p in pieces])
+    if offsets[-1] != w.shape[-2]:
+        raise ValueError(f"X (the Concat of {len(pieces)} inputs) has {offsets[-1]} channels, W expects {w.shape[-2]}")
     y = sum(ConvChannelsLast(piece, w[..., lo:hi, :], strides=strides)
             for piece, lo, hi in zip(pieces, offsets, offsets[1:]))
     return y if b is None else y + _channel_vector(b, y.ndim).astype(y.dtype)
