@@ -54,6 +54,7 @@ EIGEN_DOTS = {YNN_OPTION: "", **VECTOR_WIDTH}
 EIGEN_DOT_SHARE = 0.75  # of the dot FLOPs, in mid-size dots, above which the dots go to Eigen
 TINY_DOT_FLOPS = 2**21
 WIDE_DOT_COLUMNS = 2048
+FEW_DOT_ROWS = 32  # products of this many rows or fewer (an RNN step's at batch 8) run faster on YNNPACK too
 _DOT = re.compile(r"stablehlo\.dot_general [^\n]*?contracting_dims = \[([\d, ]*)\][^\n]*"
                   r": \(tensor<([^>]*)>, tensor<[^>]*>\) -> tensor<([^>]*)>")
 _FUNC = re.compile(r"^\s*func\.func (?:public |private )?@([\w.$-]+)\(")
@@ -443,14 +444,15 @@ def _compile_lowered(lowered: jax.stages.Lowered, device: jax.Device) -> jax.sta
 
 
 def cpu_compiler_options(stablehlo: str) -> dict[str, str]:
-    """Eigen for the convolutions; for the dots too when mid-size dots (neither tiny nor wide) hold at least
-    EIGEN_DOT_SHARE of the dot FLOPs a run executes, else YNNPACK for the dots."""
+    """Eigen for the convolutions; for the dots too when mid-size dots (neither tiny, nor wide, nor of few rows)
+    hold at least EIGEN_DOT_SHARE of the dot FLOPs a run executes, else YNNPACK for the dots."""
     mid = total = 0
     for (contracting, lhs, result), times in _executed_dots(stablehlo):
         lhs_dims, result_dims = _dims(lhs), _dims(result)
         flops = 2 * math.prod(result_dims) * math.prod(lhs_dims[int(d)] for d in contracting.split(",") if d.strip())
         total += flops * times
-        if flops >= TINY_DOT_FLOPS and (result_dims or [1])[-1] < WIDE_DOT_COLUMNS:
+        rows = math.prod(result_dims[:-1])
+        if flops >= TINY_DOT_FLOPS and rows > FEW_DOT_ROWS and (result_dims or [1])[-1] < WIDE_DOT_COLUMNS:
             mid += flops * times
     return EIGEN_DOTS if total and mid >= EIGEN_DOT_SHARE * total else YNN_DOTS
 

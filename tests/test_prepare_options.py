@@ -146,6 +146,7 @@ def test_cpu_dots_go_to_eigen_when_mid_size_dots_dominate():
         "lm_head": backend.cpu_compiler_options(_lowered_text(lm_head, (128, 256), (256, 256), (256, 8192))),
         "attention": backend.cpu_compiler_options(_lowered_text(attention, (4, 128, 64), (4, 64, 128))),
         "tiny": backend.cpu_compiler_options(_lowered_text(tiny, (4, 32), (32, 96))),
+        "few rows": backend.cpu_compiler_options(_lowered_text(tiny, (32, 1024), (1024, 1024))),  # 67 MFLOP
         "no dots": backend.cpu_compiler_options(_lowered_text(lambda x: x + 1, (4, 4))),
     }
     eigen = {k for k, v in choices.items() if v == backend.EIGEN_DOTS}
