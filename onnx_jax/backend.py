@@ -60,6 +60,7 @@ _DOT = re.compile(r"stablehlo\.dot_general [^\n]*?contracting_dims = \[([\d, ]*)
 _FUNC = re.compile(r"^\s*func\.func (?:public |private )?@([\w.$-]+)\(")
 _CALL = re.compile(r"(?:func\.)?call @([\w.$-]+)\(")
 _LOOP_BOUND = re.compile(r"stablehlo\.constant dense<(\d+)> : tensor<[su]?i\d+>")
+_LESS_THAN = re.compile(r"stablehlo\.compare\s+LT,")
 
 
 def synchronous_cpu_dispatch() -> None:
@@ -483,7 +484,7 @@ def _executed_dots(stablehlo: str) -> list[tuple[tuple[str, str, str], int]]:
                 region = lines[i + 1:end]
                 cond = region[:next((j for j, x in enumerate(region) if x.startswith(f"{indent}}} do {{")), 0)]
                 bounds = [int(b) for x in cond for b in _LOOP_BOUND.findall(x)]
-                counted = len(bounds) == 1 and any("stablehlo.compare  LT" in x or "compare LT" in x for x in cond)
+                counted = len(bounds) == 1 and any(_LESS_THAN.search(x) for x in cond)
                 yield from walk(region, times * (bounds[0] if counted else 1), calls)
                 i = end
             else:
