@@ -288,25 +288,27 @@ class OnnxJaxRep(BackendRep):
         if program.checks:
             fn = checkify.checkify(fn, errors=checkify.user_checks)
         shardings = None if self.mesh is None else (None, *(_batch_sharding(self.mesh, v) for v in traced.values()))
+        values = list(traced.values())
+
+        def lower(packing: tuple[tuple[int, ...], ...] | None) -> jax.stages.Lowered:
+            with x64(self.precision):
+                # weights are arguments: closed over, XLA would get them as constants and compile far longer
+                if packing is None:
+                    return jax.jit(fn, in_shardings=shardings).lower(self._params, *values)
+                unpacked = _unpacking(fn, packing, [v.shape for v in values])
+                return jax.jit(unpacked).lower(self._params, *_pack(values, packing))
+
         plain = (start == 0 and not host and not program.checks and self.mesh is None
-                 and tuple(dynamic) == program.input_names and all(type(v) is np.ndarray for v in traced.values()))
-        packing = _packing(list(traced.values())) if plain else None
-        with x64(self.precision):
-            # weights are arguments: closed over, XLA would get them as constants and compile far longer
-            if packing is None:
-                lowered = jax.jit(fn, in_shardings=shardings).lower(self._params, *traced.values())
-            else:
-                shapes = [v.shape for v in traced.values()]
-                lowered = jax.jit(_unpacking(fn, packing, shapes)).lower(
-                    self._params, *_pack(list(traced.values()), packing))
+                 and tuple(dynamic) == program.input_names and all(type(v) is np.ndarray for v in values))
+        packing = _packing(values) if plain else None
+        lowered = lower(packing)
         outputs, stop = found["outputs"], found["stop"]
         lean = (stop is None and not host and not program.checks and found["tensors"]
                 and tuple(dynamic) == program.input_names and outputs == program.output_names
                 and not any(isinstance(v, list) for v in dynamic.values()))
         if packing is not None and not lean:  # a graph break, or outputs that are not tensors: inputs one by one
             packing = None
-            with x64(self.precision):
-                lowered = jax.jit(fn).lower(self._params, *traced.values())
+            lowered = lower(None)
         with x64(self.precision):
             executable = _compile_lowered(lowered, self.device)
         needs_x64 = any(jax.numpy.dtype(v.dtype).itemsize == 8 for v in traced.values() if hasattr(v, "dtype"))
