@@ -298,13 +298,13 @@ class OnnxJaxRep(BackendRep):
                 unpacked = _unpacking(fn, packing, [v.shape for v in values])
                 return jax.jit(unpacked).lower(self._params, *_pack(values, packing))
 
-        plain = (start == 0 and not host and not program.checks and self.mesh is None
-                 and tuple(dynamic) == program.input_names and all(type(v) is np.ndarray for v in values))
+        # the model's own inputs, as run() passes them: what a lean segment takes
+        model_inputs = not host and not program.checks and tuple(dynamic) == program.input_names
+        plain = start == 0 and model_inputs and self.mesh is None and all(type(v) is np.ndarray for v in values)
         packing = _packing(values) if plain else None
         lowered = lower(packing)
         outputs, stop = found["outputs"], found["stop"]
-        lean = (stop is None and not host and not program.checks and found["tensors"]
-                and tuple(dynamic) == program.input_names and outputs == program.output_names
+        lean = (model_inputs and stop is None and found["tensors"] and outputs == program.output_names
                 and not any(isinstance(v, list) for v in dynamic.values()))
         if packing is not None and not lean:  # a graph break, or outputs that are not tensors: inputs one by one
             packing = None
