@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import math
 import os
@@ -41,6 +42,11 @@ DEFAULT_CACHE_SIZE = 32  # compiled executables kept per prepared model (one per
 # ~1.7 us a call (eight int64 scalars: 20 -> 9 us), more than copying a few kilobytes together
 PACKED_INPUT_BYTES = 4096
 SMALL_CONSTANT = 16  # float initializers up to this many elements are compiled in as constants, not arguments
+# whole-graph executables this small (XLA's cost analysis, dots in loops counted per iteration) run on a CPU client of
+# their own whose thread pool has one thread: on two cores XLA splits their microsecond kernels across its pool, and
+# each hand-off to an idle core cost 10-30 us on a VM (mnist-8 75-89 -> 53-56 us a call, docs/performance.md)
+ONE_THREAD_FLOPS = 8_000_000
+ONE_THREAD_BYTES = 1 << 20
 # XLA CPU runs convolutions and dots through YNNPACK by default. Its convolutions are 1.2-2x slower than XLA's
 # Eigen kernels on the benchmark's CNNs; its dots are faster on tiny products and on wide ones (2048+ output
 # columns: a vocabulary projection), slower on the mid-size ones between (docs/performance.md). So convolutions
@@ -90,6 +96,39 @@ def jax_device(device: str = "CPU") -> jax.Device:
     return devices[parsed.device_id]
 
 
+@functools.cache
+def one_thread_cpu() -> jax.Device | None:
+    """The CPU device of a second XLA client whose thread pool has one thread, made on first use; None where this
+    jaxlib cannot make one. XLA sizes a CPU client's pool from $NPROC when it is set, else from the cores: the
+    variable is set only while the client is made."""
+    try:
+        from jaxlib import _jax  # the CPU client's constructor has no public spelling
+
+        previous = os.environ.get("NPROC")
+        os.environ["NPROC"] = "1"
+        try:
+            client = _jax.get_tfrt_cpu_client(asynchronous=False)
+        finally:
+            if previous is None:
+                del os.environ["NPROC"]
+            else:
+                os.environ["NPROC"] = previous
+        return client.local_devices()[0]
+    except Exception:  # another jaxlib: every executable stays on JAX's own client
+        return None
+
+
+def runs_on_one_thread(lowered: jax.stages.Lowered) -> bool:
+    """Whether a whole-graph CPU executable is small enough that one thread runs it faster than XLA's pool: its
+    FLOPs (a dot in a loop counted per iteration) and the bytes of its arguments and results."""
+    cost = lowered.cost_analysis() or {}
+    cost = cost[0] if isinstance(cost, list) else cost
+    flops = max(cost.get("flops", 0.0), sum(_dot_flops(dot) * times for dot, times in _executed_dots(lowered.as_text())))
+    arrays = [*jax.tree.leaves(lowered.args_info), *jax.tree.leaves(lowered.out_info)]
+    size = sum(math.prod(a.shape) * np.dtype(a.dtype).itemsize for a in arrays)
+    return flops <= ONE_THREAD_FLOPS and size <= ONE_THREAD_BYTES
+
+
 @dataclasses.dataclass(frozen=True)
 class Segment:
     """One compiled piece of the graph: from a start node to the end, or to the next host op."""
@@ -106,6 +145,7 @@ class Segment:
     stored: str | None = None  # the on-disk key it was loaded from: not yet known to execute in this process
     micro_batch: int | None = None  # runs its batch as a loop over slices of this many samples (batching.py)
     packing: tuple[tuple[int, ...], ...] | None = None  # lean: the groups of inputs it takes as one buffer each
+    one_thread: bool = False  # lean: compiled for one_thread_cpu(), takes the weights placed there
 
     def run(self, params: tuple[Any, ...], values: list[Any]) -> dict[str, Any]:
         if not self.host and not self.checked:
@@ -150,6 +190,7 @@ class OnnxJaxRep(BackendRep):
         self._graph_digest: str | None = None  # computed on the first compile, for the on-disk executables
         with x64():
             self._params = tuple(jax.device_put(list(program.params.values()), weights_on))
+        self._one_thread_params: tuple[Any, ...] | None = None  # the weights on one_thread_cpu(), once needed
         self._cache: collections.OrderedDict[tuple, Segment] = collections.OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -177,13 +218,13 @@ class OnnxJaxRep(BackendRep):
         last = self._last
         if last is not None and last[0] == key:  # the same signature as the call before: skip the LRU bookkeeping
             if last[2] is not None:  # the steady state: as little Python as can be
-                call, packing, wide = last[2]
+                call, packing, wide, params = last[2]
                 if packing is not None:
                     arrays = _pack(arrays, packing)
                 if wide:
                     with jax.enable_x64(True):
-                        return tuple([np.asarray(r) for r in call(self._params, *arrays)])
-                return tuple([np.asarray(r) for r in call(self._params, *arrays)])
+                        return tuple([np.asarray(r) for r in call(params, *arrays)])
+                return tuple([np.asarray(r) for r in call(params, *arrays)])
             segment = last[1]
         else:
             segment = self._cache_get(key) or self._cache_put(key, self._compile_first(arrays))
@@ -191,10 +232,12 @@ class OnnxJaxRep(BackendRep):
         try:
             if segment.lean:
                 packed = arrays if segment.packing is None else _pack(arrays, segment.packing)
+                params = self._one_thread_weights() if segment.one_thread else self._params
                 with jax.enable_x64(True) if segment.needs_x64 else contextlib.nullcontext():
-                    outputs = tuple([np.asarray(r) for r in segment.executable(self._params, *packed)])
+                    outputs = tuple([np.asarray(r) for r in segment.executable(params, *packed)])
                 # it ran: later calls go straight in
-                self._last = (key, segment, (_entry_point(segment.executable), segment.packing, segment.needs_x64))
+                self._last = (key, segment, (_entry_point(segment.executable), segment.packing, segment.needs_x64,
+                                             params))
                 return outputs
             with jax.enable_x64(True):
                 values = segment.run(self._params, [a for a, static in zip(arrays, self._static) if not static])
@@ -242,7 +285,7 @@ class OnnxJaxRep(BackendRep):
         """Compile the graph from node `start` on, up to its end or the next graph break; a whole-graph
         executable that an earlier process stored is loaded instead, without tracing."""
         key = self._stored_key(start, static, dynamic)
-        if key is not None and (stored := load_executable(key)) is not None:
+        if key is not None and (stored := load_executable(key, self._device_of)) is not None:
             return Segment(stored[0], **{**stored[1], "stored": key})
         segment = self._trace_and_compile(start, static, dynamic)
         if key is not None and segment.lean:
@@ -265,6 +308,16 @@ class OnnxJaxRep(BackendRep):
             sorted((n, v.dtype.str, v.shape, hashlib.sha256(v.tobytes()).hexdigest()) for n, v in static.items()),
         )
         return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+    def _device_of(self, fields: dict[str, Any]) -> jax.Device | None:
+        """The device a stored segment with these fields runs on; None where it cannot run here."""
+        return one_thread_cpu() if fields.get("one_thread") else self.device
+
+    def _one_thread_weights(self) -> tuple[Any, ...]:
+        if self._one_thread_params is None:
+            with x64():
+                self._one_thread_params = tuple(jax.device_put(list(self._params), one_thread_cpu()))
+        return self._one_thread_params
 
     def _trace_and_compile(self, start: int, static: dict[str, Any], dynamic: dict[str, Any]) -> Segment:
         program, found = self.program, {}
@@ -290,31 +343,35 @@ class OnnxJaxRep(BackendRep):
         shardings = None if self.mesh is None else (None, *(_batch_sharding(self.mesh, v) for v in traced.values()))
         values = list(traced.values())
 
-        def lower(packing: tuple[tuple[int, ...], ...] | None) -> jax.stages.Lowered:
+        def lower(packing: tuple[tuple[int, ...], ...] | None, params: tuple[Any, ...]) -> jax.stages.Lowered:
             with x64(self.precision):
                 # weights are arguments: closed over, XLA would get them as constants and compile far longer
                 if packing is None:
-                    return jax.jit(fn, in_shardings=shardings).lower(self._params, *values)
+                    return jax.jit(fn, in_shardings=shardings).lower(params, *values)
                 unpacked = _unpacking(fn, packing, [v.shape for v in values])
-                return jax.jit(unpacked).lower(self._params, *_pack(values, packing))
+                return jax.jit(unpacked).lower(params, *_pack(values, packing))
 
         # the model's own inputs, as run() passes them: what a lean segment takes
         model_inputs = not host and not program.checks and tuple(dynamic) == program.input_names
         plain = start == 0 and model_inputs and self.mesh is None and all(type(v) is np.ndarray for v in values)
         packing = _packing(values) if plain else None
-        lowered = lower(packing)
+        lowered = lower(packing, self._params)
         outputs, stop = found["outputs"], found["stop"]
         lean = (model_inputs and stop is None and found["tensors"] and outputs == program.output_names
                 and not any(isinstance(v, list) for v in dynamic.values()))
         if packing is not None and not lean:  # a graph break, or outputs that are not tensors: inputs one by one
             packing = None
-            lowered = lower(None)
+            lowered = lower(None, self._params)
+        one_thread = (lean and self.device.platform == "cpu" and self.mesh is None and runs_on_one_thread(lowered)
+                      and one_thread_cpu() is not None)
+        if one_thread:
+            lowered = lower(packing, self._one_thread_weights())
         with x64(self.precision):
             executable = _compile_lowered(lowered, self.device)
         needs_x64 = any(jax.numpy.dtype(v.dtype).itemsize == 8 for v in traced.values() if hasattr(v, "dtype"))
         segment = Segment(executable, tuple(dynamic), host, outputs, found["static"], stop, program.checks, lean,
-                          needs_x64, packing=packing)
-        if lean and self.mesh is None and self.device.platform == "cpu":
+                          needs_x64, packing=packing, one_thread=one_thread)
+        if lean and self.mesh is None and self.device.platform == "cpu" and not one_thread:
             return self._sliced(segment, fn, found, traced) or segment
         return segment
 
@@ -450,14 +507,20 @@ def cpu_compiler_options(stablehlo: str) -> dict[str, str]:
     """Eigen for the convolutions; for the dots too when mid-size dots (neither tiny, nor wide, nor of few rows)
     hold at least EIGEN_DOT_SHARE of the dot FLOPs a run executes, else YNNPACK for the dots."""
     mid = total = 0
-    for (contracting, lhs, result), times in _executed_dots(stablehlo):
-        lhs_dims, result_dims = _dims(lhs), _dims(result)
-        flops = 2 * math.prod(result_dims) * math.prod(lhs_dims[int(d)] for d in contracting.split(",") if d.strip())
+    for dot, times in _executed_dots(stablehlo):
+        flops, result_dims = _dot_flops(dot), _dims(dot[2])
         total += flops * times
         rows = math.prod(result_dims[:-1])
         if flops >= TINY_DOT_FLOPS and rows > FEW_DOT_ROWS and (result_dims or [1])[-1] < WIDE_DOT_COLUMNS:
             mid += flops * times
     return EIGEN_DOTS if total and mid >= EIGEN_DOT_SHARE * total else YNN_DOTS
+
+
+def _dot_flops(dot: tuple[str, str, str]) -> int:
+    """The FLOPs of one dot_general as _executed_dots gives it (contracting dims, lhs and result types)."""
+    contracting, lhs, result = dot
+    lhs_dims = _dims(lhs)
+    return 2 * math.prod(_dims(result)) * math.prod(lhs_dims[int(d)] for d in contracting.split(",") if d.strip())
 
 
 def _executed_dots(stablehlo: str) -> list[tuple[tuple[str, str, str], int]]:

@@ -15,6 +15,7 @@ import hashlib
 import os
 import pickle
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -79,15 +80,19 @@ def _entry(key: str) -> str | None:
     return os.path.join(directory, f"onnx_jax-{key}.pkl") if directory else None
 
 
-def load_executable(key: str) -> tuple[Any, dict] | None:
-    """A compiled executable and what was stored beside it, or None (not there, or not loadable here)."""
+def load_executable(key: str, device_of: Callable[[dict], jax.Device | None]) -> tuple[Any, dict] | None:
+    """A compiled executable, loaded onto the device `device_of` names for what was stored beside it, and that; or
+    None (not there, or not loadable here)."""
     path = _entry(key)
     if path is None or not os.path.exists(path):
         return None
     try:
         with open(path, "rb") as f:
             payload, in_tree, out_tree, extra = pickle.load(f)
-        return deserialize_and_load(payload, in_tree, out_tree), extra
+        device = device_of(extra)
+        if device is None:
+            return None
+        return deserialize_and_load(payload, in_tree, out_tree, device.client, [device]), extra
     except Exception:  # written by another version, truncated, ...: compile anew (and overwrite it)
         return None
 

@@ -9,13 +9,15 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 import onnx_jax
-from onnx_jax import batching
+from onnx_jax import backend, batching
 
 
 @pytest.fixture
 def slice_everything(monkeypatch):
-    """Any temporaries count as large, so every batch of 2+ that may be sliced is."""
+    """Any temporaries count as large, so every batch of 2+ that may be sliced is (these tiny models would
+    otherwise run whole on the one-thread client, which is never sliced)."""
     monkeypatch.setattr(batching, "MMAP_THRESHOLD", -1)
+    monkeypatch.setattr(backend, "ONE_THREAD_FLOPS", -1)
 
 
 def _model(nodes, inputs, outputs, initializers=()):

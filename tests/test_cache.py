@@ -112,11 +112,12 @@ if len(sys.argv) > 2:
 rep = onnx_jax.prepare(sys.argv[1])
 for _ in range(2):
     a, b = rep.run([np.arange(3, dtype=np.int64), np.arange(4, dtype=np.int64).reshape(2, 2)])
-print(next(iter(rep._cache.values())).packing, a.tolist(), b.tolist())
+segment = next(iter(rep._cache.values()))
+print(segment.packing, segment.one_thread, a.tolist(), b.tolist())
 """
 
 
-def test_a_stored_executable_keeps_its_input_packing(tmp_path):
+def test_a_stored_executable_keeps_its_input_packing_and_its_client(tmp_path):
     inputs = [helper.make_tensor_value_info("a", onnx.TensorProto.INT64, [3]),
               helper.make_tensor_value_info("b", onnx.TensorProto.INT64, [2, 2])]
     outputs = [helper.make_tensor_value_info(n, onnx.TensorProto.INT64, None) for n in ("y", "z")]
@@ -129,4 +130,4 @@ def test_a_stored_executable_keeps_its_input_packing(tmp_path):
                            timeout=300) for extra in ([], ["no-tracing"])]
     for done in runs:
         assert done.returncode == 0, done.stderr
-        assert done.stdout.strip() == "((0, 1),) [0, -1, -2] [[0, 1], [2, 3]]"
+        assert done.stdout.strip() == "((0, 1),) True [0, -1, -2] [[0, 1], [2, 3]]"

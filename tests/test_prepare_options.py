@@ -118,10 +118,14 @@ def test_ynnpack_choice_in_xla_flags_is_kept(tmp_path):
     assert done.stdout.strip() == "True"
 
 
-def _lowered_text(fn, *shapes) -> str:
+def _lowered(fn, *shapes):
     import jax
 
-    return jax.jit(fn).lower(*(jax.ShapeDtypeStruct(s, np.float32) for s in shapes)).as_text()
+    return jax.jit(fn).lower(*(jax.ShapeDtypeStruct(s, np.float32) for s in shapes))
+
+
+def _lowered_text(fn, *shapes) -> str:
+    return _lowered(fn, *shapes).as_text()
 
 
 def test_cpu_dots_go_to_eigen_when_mid_size_dots_dominate():
@@ -173,6 +177,43 @@ def test_cpu_dots_in_a_loop_count_once_per_iteration():
     dynamic = _lowered_text(lambda x, w: lax.while_loop(lambda c: c[1] < c[0].sum(), lambda c: (c[0] @ w, c[1] + 1),
                                                         (x, 0.0))[0], (4, 4), (4, 4))
     assert [times for _, times in backend._executed_dots(dynamic)] == [1]  # no constant bound: counted once
+
+
+def test_small_executables_run_on_the_one_thread_client(tmp_path):
+    """A model of few FLOPs runs on one_thread_cpu() with the same results; a larger one stays on JAX's client."""
+    import jax
+
+    import onnx_jax
+    from onnx_jax import backend
+
+    _mlp(tmp_path / "mlp.onnx")
+    x = np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32)
+    expected = onnx.reference.ReferenceEvaluator(str(tmp_path / "mlp.onnx")).run(None, {"x": x})[0]
+    rep = onnx_jax.prepare(str(tmp_path / "mlp.onnx"))
+    for _ in range(2):  # the first call, then the steady state
+        np.testing.assert_allclose(rep.run([x])[0], expected, rtol=1e-5, atol=1e-6)
+    (segment,) = rep._cache.values()
+    assert segment.one_thread and backend.one_thread_cpu() is not None
+    assert backend.one_thread_cpu().client is not jax.devices("cpu")[0].client
+    assert "NPROC" not in os.environ  # set only while that client was made
+    big = np.random.default_rng(1).standard_normal((40_000, 8)).astype(np.float32)  # 12.8 MFLOP, 1.3 MB in
+    expected = onnx.reference.ReferenceEvaluator(str(tmp_path / "mlp.onnx")).run(None, {"x": big})[0]
+    np.testing.assert_allclose(rep.run([big])[0], expected, rtol=1e-4, atol=1e-5)
+    assert not rep._cache[next(reversed(rep._cache))].one_thread
+
+
+def test_one_thread_counts_dots_in_a_loop_per_iteration():
+    import jax.numpy as jnp
+    from jax import lax
+
+    from onnx_jax import backend
+
+    def steps(n):
+        return lambda h, r: lax.scan(lambda h, _: (jnp.tanh(h @ r), None), h, None, length=n)[0]
+
+    # 2 x 128 x 128 x 2 = 65.5 kFLOP a step: 10 steps are small, 1000 (65.5 MFLOP) are not
+    assert backend.runs_on_one_thread(_lowered(steps(10), (2, 128), (128, 128)))
+    assert not backend.runs_on_one_thread(_lowered(steps(1000), (2, 128), (128, 128)))
 
 
 def test_cpu_options_the_user_set_in_xla_flags_are_left_to_them(monkeypatch):
