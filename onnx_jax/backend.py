@@ -47,6 +47,11 @@ SMALL_CONSTANT = 16  # float initializers up to this many elements are compiled 
 # each hand-off to an idle core cost 10-30 us on a VM (mnist-8 75-89 -> 53-56 us a call, docs/performance.md)
 ONE_THREAD_FLOPS = 8_000_000
 ONE_THREAD_BYTES = 1 << 20
+# executables of at least this many FLOPs whose batch divides by the cores run it split, a part per core, each on
+# one thread (image-classifier32 at batch 8, 12 MFLOP, 1.3x slower so; bidi-lstm-bytes, 311 MFLOP, 0.84x); the
+# parts may exchange this much (an embedding lookup's bounds mask), no more
+SPLIT_FLOPS = 100_000_000
+SPLIT_EXCHANGE_BYTES = 1 << 16
 # XLA CPU runs convolutions and dots through YNNPACK by default. Its convolutions are 1.2-2x slower than XLA's
 # Eigen kernels on the benchmark's CNNs; its dots are faster on tiny products and on wide ones (2048+ output
 # columns: a vocabulary projection), slower on the mid-size ones between (docs/performance.md). So convolutions
@@ -67,6 +72,8 @@ _FUNC = re.compile(r"^\s*func\.func (?:public |private )?@([\w.$-]+)\(")
 _CALL = re.compile(r"(?:func\.)?call @([\w.$-]+)\(")
 _LOOP_BOUND = re.compile(r"stablehlo\.constant dense<(\d+)> : tensor<[su]?i\d+>")
 _LESS_THAN = re.compile(r"stablehlo\.compare\s+LT,")
+_COLLECTIVE = re.compile(r"= (\w+)\[([\d,]*)\][^ ]* (?:all-gather|all-reduce|all-to-all|collective-permute|reduce-scatter)"
+                         r"(?:-start)?\(")
 
 
 def synchronous_cpu_dispatch() -> None:
@@ -97,36 +104,42 @@ def jax_device(device: str = "CPU") -> jax.Device:
 
 
 @functools.cache
-def one_thread_cpu() -> jax.Device | None:
-    """The CPU device of a second XLA client whose thread pool has one thread, made on first use; None where this
-    jaxlib cannot make one. XLA sizes a CPU client's pool from $NPROC when it is set, else from the cores: the
-    variable is set only while the client is made."""
+def one_thread_cpus() -> tuple[jax.Device, ...]:
+    """The CPU devices, one per core, of a second XLA client whose thread pool has one thread, made on first use: an
+    executable on one of them runs on the thread that launches it, one split over all of them on one thread per
+    core. Empty where this jaxlib cannot make that client. XLA sizes a CPU client's pool from $NPROC when it is
+    set, else from the cores: the variable is set only while the client is made."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     try:
         from jaxlib import _jax  # the CPU client's constructor has no public spelling
 
         previous = os.environ.get("NPROC")
         os.environ["NPROC"] = "1"
         try:
-            client = _jax.get_tfrt_cpu_client(asynchronous=False)
+            client = _jax.get_tfrt_cpu_client(asynchronous=False, num_devices=cores)
         finally:
             if previous is None:
                 del os.environ["NPROC"]
             else:
                 os.environ["NPROC"] = previous
-        return client.local_devices()[0]
+        return tuple(client.local_devices())
     except Exception:  # another jaxlib: every executable stays on JAX's own client
-        return None
+        return ()
 
 
 def runs_on_one_thread(lowered: jax.stages.Lowered) -> bool:
     """Whether a whole-graph CPU executable is small enough that one thread runs it faster than XLA's pool: its
-    FLOPs (a dot in a loop counted per iteration) and the bytes of its arguments and results."""
-    cost = lowered.cost_analysis() or {}
-    cost = cost[0] if isinstance(cost, list) else cost
-    flops = max(cost.get("flops", 0.0), sum(_dot_flops(dot) * times for dot, times in _executed_dots(lowered.as_text())))
+    FLOPs and the bytes of its arguments and results."""
     arrays = [*jax.tree.leaves(lowered.args_info), *jax.tree.leaves(lowered.out_info)]
     size = sum(math.prod(a.shape) * np.dtype(a.dtype).itemsize for a in arrays)
-    return flops <= ONE_THREAD_FLOPS and size <= ONE_THREAD_BYTES
+    return _flops(lowered) <= ONE_THREAD_FLOPS and size <= ONE_THREAD_BYTES
+
+
+def _flops(lowered: jax.stages.Lowered) -> float:
+    """A run's FLOPs: XLA's cost analysis, or the dots' where a loop multiplies them (counted per iteration)."""
+    cost = lowered.cost_analysis() or {}
+    cost = cost[0] if isinstance(cost, list) else cost
+    return max(cost.get("flops", 0.0), sum(_dot_flops(dot) * times for dot, times in _executed_dots(lowered.as_text())))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,7 +158,7 @@ class Segment:
     stored: str | None = None  # the on-disk key it was loaded from: not yet known to execute in this process
     micro_batch: int | None = None  # runs its batch as a loop over slices of this many samples (batching.py)
     packing: tuple[tuple[int, ...], ...] | None = None  # lean: the groups of inputs it takes as one buffer each
-    one_thread: bool = False  # lean: compiled for one_thread_cpu(), takes the weights placed there
+    placement: str | None = None  # lean, CPU: on one_thread_cpus()[0] ("one") or split over them ("split")
 
     def run(self, params: tuple[Any, ...], values: list[Any]) -> dict[str, Any]:
         if not self.host and not self.checked:
@@ -188,9 +201,13 @@ class OnnxJaxRep(BackendRep):
         # the latest (signature, segment, its C++ entry point once it has run lean), read without the lock
         self._last: tuple[tuple, Segment, Any] | None = None
         self._graph_digest: str | None = None  # computed on the first compile, for the on-disk executables
+        # on CPU from 64-byte-aligned host copies, which XLA's CPU clients read in place: the one-thread client's
+        # placements (below) share them
+        cpu = self.device.platform == "cpu"
+        self._host_weights = [_aligned(np.asarray(p)) if cpu else p for p in program.params.values()]
         with x64():
-            self._params = tuple(jax.device_put(list(program.params.values()), weights_on))
-        self._one_thread_params: tuple[Any, ...] | None = None  # the weights on one_thread_cpu(), once needed
+            self._params = tuple(jax.device_put(self._host_weights, weights_on))
+        self._placed: dict[str, tuple[Any, ...]] = {}  # the weights on one_thread_cpus() per placement, once needed
         self._cache: collections.OrderedDict[tuple, Segment] = collections.OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -232,7 +249,7 @@ class OnnxJaxRep(BackendRep):
         try:
             if segment.lean:
                 packed = arrays if segment.packing is None else _pack(arrays, segment.packing)
-                params = self._one_thread_weights() if segment.one_thread else self._params
+                params = self._weights(segment.placement)
                 with jax.enable_x64(True) if segment.needs_x64 else contextlib.nullcontext():
                     outputs = tuple([np.asarray(r) for r in segment.executable(params, *packed)])
                 # it ran: later calls go straight in
@@ -285,7 +302,7 @@ class OnnxJaxRep(BackendRep):
         """Compile the graph from node `start` on, up to its end or the next graph break; a whole-graph
         executable that an earlier process stored is loaded instead, without tracing."""
         key = self._stored_key(start, static, dynamic)
-        if key is not None and (stored := load_executable(key, self._device_of)) is not None:
+        if key is not None and (stored := load_executable(key, self._devices_of)) is not None:
             return Segment(stored[0], **{**stored[1], "stored": key})
         segment = self._trace_and_compile(start, static, dynamic)
         if key is not None and segment.lean:
@@ -309,15 +326,24 @@ class OnnxJaxRep(BackendRep):
         )
         return hashlib.sha256(repr(parts).encode()).hexdigest()
 
-    def _device_of(self, fields: dict[str, Any]) -> jax.Device | None:
-        """The device a stored segment with these fields runs on; None where it cannot run here."""
-        return one_thread_cpu() if fields.get("one_thread") else self.device
+    def _devices_of(self, fields: dict[str, Any]) -> list[jax.Device] | None:
+        """The devices a stored segment with these fields runs on; None where it cannot run here."""
+        placement, devices = fields.get("placement"), one_thread_cpus()
+        if placement is None:
+            return [self.device]
+        return (list(devices) if placement == "split" else [devices[0]]) if devices else None
 
-    def _one_thread_weights(self) -> tuple[Any, ...]:
-        if self._one_thread_params is None:
+    def _weights(self, placement: str | None) -> tuple[Any, ...]:
+        """The weights for a segment of this placement (the same host memory as self._params)."""
+        if placement is None:
+            return self._params
+        if placement not in self._placed:
+            devices = one_thread_cpus()
+            where = devices[0] if placement == "one" else NamedSharding(Mesh(np.array(devices), ("batch",)),
+                                                                           PartitionSpec())
             with x64():
-                self._one_thread_params = tuple(jax.device_put(list(self._params), one_thread_cpu()))
-        return self._one_thread_params
+                self._placed[placement] = tuple(jax.device_put(self._host_weights, where))
+        return self._placed[placement]
 
     def _trace_and_compile(self, start: int, static: dict[str, Any], dynamic: dict[str, Any]) -> Segment:
         program, found = self.program, {}
@@ -362,27 +388,50 @@ class OnnxJaxRep(BackendRep):
         if packing is not None and not lean:  # a graph break, or outputs that are not tensors: inputs one by one
             packing = None
             lowered = lower(None, self._params)
-        one_thread = (lean and self.device.platform == "cpu" and self.mesh is None and runs_on_one_thread(lowered)
-                      and one_thread_cpu() is not None)
+        on_cpu = lean and self.device.platform == "cpu" and self.mesh is None
+        one_thread = on_cpu and bool(one_thread_cpus()) and runs_on_one_thread(lowered)
         if one_thread:
-            lowered = lower(packing, self._one_thread_weights())
+            lowered = lower(packing, self._weights("one"))
         with x64(self.precision):
             executable = _compile_lowered(lowered, self.device)
         needs_x64 = any(jax.numpy.dtype(v.dtype).itemsize == 8 for v in traced.values() if hasattr(v, "dtype"))
         segment = Segment(executable, tuple(dynamic), host, outputs, found["static"], stop, program.checks, lean,
-                          needs_x64, packing=packing, one_thread=one_thread)
-        if lean and self.mesh is None and self.device.platform == "cpu" and not one_thread:
-            return self._sliced(segment, fn, found, traced) or segment
+                          needs_x64, packing=packing, placement="one" if one_thread else None)
+        if on_cpu and not one_thread:
+            return self._sliced(segment, fn, found, traced) or self._split(segment, fn, traced, lowered) or segment
         return segment
+
+    def _batch(self, values: dict[str, Any]) -> tuple[int, frozenset[str]]:
+        """The batch size (axis 0 of the inputs whose declared first dimension is not a fixed number) and the
+        inputs that carry it."""
+        fixed = {i.name for i in self._inputs if i.shape and isinstance(i.shape[0], int)}  # declared sizes: shared
+        free = {n: v for n, v in values.items() if np.ndim(v) and n not in fixed}
+        batch = next((v.shape[0] for v in free.values()), 0)
+        return batch, frozenset(n for n, v in free.items() if v.shape[0] == batch)
+
+    def _split(self, segment: Segment, fn: Any, values: dict[str, Any], lowered: jax.stages.Lowered) -> Segment | None:
+        """The segment with its batch split over one_thread_cpus(), an equal part per core, where it has at least
+        SPLIT_FLOPS and XLA partitions it with next to no exchange between the parts (the collectives in the
+        compiled module): each core runs its part on one thread, with no hand-offs between XLA's kernels. Its inputs
+        go in one by one (no packing)."""
+        devices = one_thread_cpus()
+        batch, batched = self._batch(values)
+        if len(devices) < 2 or batch < len(devices) or batch % len(devices) or _flops(lowered) < SPLIT_FLOPS:
+            return None
+        mesh = Mesh(np.array(devices), ("batch",))
+        shardings = (None, *(NamedSharding(mesh, PartitionSpec("batch" if n in batched else None)) for n in values))
+        with x64(self.precision):
+            split = jax.jit(fn, in_shardings=shardings).lower(self._weights("split"), *values.values())
+            executable = _compile_lowered(split, devices[0])
+        if _exchanged_bytes(executable.as_text()) > SPLIT_EXCHANGE_BYTES:
+            return None
+        return dataclasses.replace(segment, executable=executable, placement="split", packing=None)
 
     def _sliced(self, segment: Segment, fn: Any, found: dict[str, Any], values: dict[str, Any]) -> Segment | None:
         """The segment as a loop over slices of its batch (axis 0 of the inputs), where its temporaries are large
         enough to be mapped afresh on every run and every node acts on each sample alone (batching.py). `fn` is
         the traced function, which leaves its values by name in found["env"]."""
-        fixed = {i.name for i in self._inputs if i.shape and isinstance(i.shape[0], int)}  # declared sizes: shared
-        free = {n: v for n, v in values.items() if np.ndim(v) and n not in fixed}
-        batch = next((v.shape[0] for v in free.values()), 0)
-        batched = frozenset(n for n, v in free.items() if v.shape[0] == batch)
+        batch, batched = self._batch(values)
         temp = getattr(segment.executable.memory_analysis(), "temp_size_in_bytes", 0) or 0
         micro = batching.micro_batch(batch, temp)
         if micro is None:
@@ -481,6 +530,27 @@ def _unpacking(fn: Any, packing: tuple[tuple[int, ...], ...], shapes: list[tuple
         return fn(params, *values)
 
     return unpacked
+
+
+def _exchanged_bytes(hlo: str) -> int:
+    """The bytes a partitioned module's collectives produce (all-gathers, all-reduces, ...), from its HLO text."""
+    return sum(math.prod(int(d) for d in dims.split(",") if d) * _HLO_BYTES.get(kind, 16)
+               for kind, dims in _COLLECTIVE.findall(hlo))
+
+
+_HLO_BYTES = {"pred": 1, "s8": 1, "u8": 1, "bf16": 2, "f16": 2, "s16": 2, "u16": 2, "f32": 4, "s32": 4, "u32": 4,
+              "f64": 8, "s64": 8, "u64": 8, "c64": 8, "c128": 16}
+
+
+def _aligned(array: np.ndarray) -> np.ndarray:
+    """The array at a 64-byte-aligned address (a copy where it is not): XLA's CPU client then uses it in place."""
+    if array.ctypes.data % 64 == 0 or array.dtype == object:
+        return array
+    buffer = np.empty(array.nbytes + 64, np.uint8)
+    start = -buffer.ctypes.data % 64
+    aligned = buffer[start:start + array.nbytes].view(array.dtype).reshape(array.shape)
+    aligned[...] = array
+    return aligned
 
 
 def _entry_point(executable: Any) -> Any:

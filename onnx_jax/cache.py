@@ -80,19 +80,19 @@ def _entry(key: str) -> str | None:
     return os.path.join(directory, f"onnx_jax-{key}.pkl") if directory else None
 
 
-def load_executable(key: str, device_of: Callable[[dict], jax.Device | None]) -> tuple[Any, dict] | None:
-    """A compiled executable, loaded onto the device `device_of` names for what was stored beside it, and that; or
-    None (not there, or not loadable here)."""
+def load_executable(key: str, devices_of: Callable[[dict], list[jax.Device] | None]) -> tuple[Any, dict] | None:
+    """A compiled executable, loaded onto the devices `devices_of` names for what was stored beside it, and that;
+    or None (not there, or not loadable here)."""
     path = _entry(key)
     if path is None or not os.path.exists(path):
         return None
     try:
         with open(path, "rb") as f:
             payload, in_tree, out_tree, extra = pickle.load(f)
-        device = device_of(extra)
-        if device is None:
+        devices = devices_of(extra)
+        if not devices:
             return None
-        return deserialize_and_load(payload, in_tree, out_tree, device.client, [device]), extra
+        return deserialize_and_load(payload, in_tree, out_tree, devices[0].client, devices), extra
     except Exception:  # written by another version, truncated, ...: compile anew (and overwrite it)
         return None
 

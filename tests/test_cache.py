@@ -113,7 +113,7 @@ rep = onnx_jax.prepare(sys.argv[1])
 for _ in range(2):
     a, b = rep.run([np.arange(3, dtype=np.int64), np.arange(4, dtype=np.int64).reshape(2, 2)])
 segment = next(iter(rep._cache.values()))
-print(segment.packing, segment.one_thread, a.tolist(), b.tolist())
+print(segment.packing, segment.placement, a.tolist(), b.tolist())
 """
 
 
@@ -130,4 +130,35 @@ def test_a_stored_executable_keeps_its_input_packing_and_its_client(tmp_path):
                            timeout=300) for extra in ([], ["no-tracing"])]
     for done in runs:
         assert done.returncode == 0, done.stderr
-        assert done.stdout.strip() == "((0, 1),) True [0, -1, -2] [[0, 1], [2, 3]]"
+        assert done.stdout.strip() == "((0, 1),) one [0, -1, -2] [[0, 1], [2, 3]]"
+
+
+SPLIT = """
+import sys, numpy as np, onnx_jax
+from onnx_jax.backend import OnnxJaxRep, one_thread_cpus
+if len(sys.argv) > 2:
+    OnnxJaxRep._trace_and_compile = lambda *a: sys.exit("traced")
+rep = onnx_jax.prepare(sys.argv[1])
+x = np.linspace(-1, 1, 64 * 512 * len(one_thread_cpus()), dtype=np.float32).reshape(-1, 512)
+y = rep.run([x])[0]
+print(len(one_thread_cpus()), next(iter(rep._cache.values())).placement, y.shape, round(float(np.abs(y).sum()), 1))
+"""
+
+
+def test_a_stored_executable_split_over_the_cores_loads_split(tmp_path):
+    rng = np.random.default_rng(0)
+    w1, w2 = (rng.standard_normal(s).astype(np.float32) / 30 for s in ((512, 1024), (1024, 512)))  # 2 MFLOP a row
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("MatMul", ["h", "w2"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 512])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+                              initializer=[onnx.numpy_helper.from_array(w1, "w1"), onnx.numpy_helper.from_array(w2, "w2")])
+    path = tmp_path / "mlp.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    env = {**os.environ, "ONNX_JAX_CACHE_DIR": str(tmp_path / "cache")}
+    runs = [subprocess.run([sys.executable, "-c", SPLIT, str(path), *extra], env=env, capture_output=True, text=True,
+                           timeout=300) for extra in ([], ["no-tracing"])]
+    for done in runs:
+        assert done.returncode == 0, done.stderr
+    first, second = (done.stdout.split() for done in runs)
+    assert first == second
+    assert first[1] == ("split" if int(first[0]) > 1 else "None")

@@ -180,7 +180,7 @@ def test_cpu_dots_in_a_loop_count_once_per_iteration():
 
 
 def test_small_executables_run_on_the_one_thread_client(tmp_path):
-    """A model of few FLOPs runs on one_thread_cpu() with the same results; a larger one stays on JAX's client."""
+    """A model of few FLOPs runs on one of one_thread_cpus() with the same results; a larger one does not."""
     import jax
 
     import onnx_jax
@@ -193,13 +193,64 @@ def test_small_executables_run_on_the_one_thread_client(tmp_path):
     for _ in range(2):  # the first call, then the steady state
         np.testing.assert_allclose(rep.run([x])[0], expected, rtol=1e-5, atol=1e-6)
     (segment,) = rep._cache.values()
-    assert segment.one_thread and backend.one_thread_cpu() is not None
-    assert backend.one_thread_cpu().client is not jax.devices("cpu")[0].client
+    assert segment.placement == "one" and backend.one_thread_cpus()
+    assert backend.one_thread_cpus()[0].client is not jax.devices("cpu")[0].client
     assert "NPROC" not in os.environ  # set only while that client was made
     big = np.random.default_rng(1).standard_normal((40_000, 8)).astype(np.float32)  # 12.8 MFLOP, 1.3 MB in
     expected = onnx.reference.ReferenceEvaluator(str(tmp_path / "mlp.onnx")).run(None, {"x": big})[0]
     np.testing.assert_allclose(rep.run([big])[0], expected, rtol=1e-4, atol=1e-5)
-    assert not rep._cache[next(reversed(rep._cache))].one_thread
+    assert rep._cache[next(reversed(rep._cache))].placement != "one"
+
+
+def _wide_mlp(path, reduce_batch=False):
+    """x [n, 512] -> 2048 -> 512: 4.2 MFLOP a row; with reduce_batch, then the [512, 512] Gram matrix over the batch."""
+    rng = np.random.default_rng(2)
+    w1, w2 = (rng.standard_normal(s).astype(np.float32) / 30 for s in ((512, 2048), (2048, 512)))
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("MatMul", ["r", "w2"], ["y" if not reduce_batch else "z"])]
+    if reduce_batch:
+        nodes += [helper.make_node("Transpose", ["z"], ["t"]), helper.make_node("MatMul", ["t", "z"], ["y"])]
+    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 512])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+                              initializer=[onnx.numpy_helper.from_array(w1, "w1"), onnx.numpy_helper.from_array(w2, "w2")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+@pytest.mark.parametrize("reduce_batch", [False, True])
+def test_a_large_batch_runs_split_over_the_cores_where_its_parts_need_not_talk(tmp_path, reduce_batch):
+    import onnx_jax
+    from onnx_jax import backend
+
+    cores = len(backend.one_thread_cpus())
+    if cores < 2:
+        pytest.skip("one core: nothing to split over")
+    _wide_mlp(tmp_path / "mlp.onnx", reduce_batch)
+    x = np.random.default_rng(0).standard_normal((32 * cores, 512)).astype(np.float32)  # >= 134 MFLOP
+    expected = onnx.reference.ReferenceEvaluator(str(tmp_path / "mlp.onnx")).run(None, {"x": x})[0]
+    rep = onnx_jax.prepare(str(tmp_path / "mlp.onnx"))
+    for _ in range(2):  # the first call, then the steady state
+        np.testing.assert_allclose(rep.run([x])[0], expected, rtol=1e-4, atol=1e-3)
+    (segment,) = rep._cache.values()
+    # the Gram matrix sums over every part: an all-reduce of 1 MB, kept whole (a batch mean's 2 KB would be split)
+    assert segment.placement == (None if reduce_batch else "split")
+    if not reduce_batch:
+        assert {d.id for d in segment.executable.input_shardings[0][1].device_set} == set(range(cores))
+        np.testing.assert_allclose(rep.run([x[:cores]])[0], expected[:cores], rtol=1e-4, atol=1e-4)  # too few FLOPs
+        assert rep._cache[next(reversed(rep._cache))].placement is None
+    odd = x[: 2 * cores + 1]  # does not divide: whole
+    np.testing.assert_allclose(rep.run([odd])[0], onnx.reference.ReferenceEvaluator(str(tmp_path / "mlp.onnx")).run(
+        None, {"x": odd})[0], rtol=1e-4, atol=1e-3)
+    assert rep._cache[next(reversed(rep._cache))].placement is None
+
+
+def test_exchanged_bytes_are_read_from_the_collectives():
+    from onnx_jax import backend
+
+    hlo = """  %all-gather = pred[1024,1]{1,0} all-gather(%compare_bitcast_fusion), channel_id=4
+  %all-reduce-start = f32[16]{0} all-reduce-start(%wrapped_reduce), channel_id=1
+  %collective-permute = bf16[4,16]{1,0} collective-permute(%param), channel_id=1
+  %add = f32[16]{0} add(%a, %b)"""
+    assert backend._exchanged_bytes(hlo) == 1024 + 16 * 4 + 64 * 2
 
 
 def test_one_thread_counts_dots_in_a_loop_per_iteration():
