@@ -72,8 +72,8 @@ _FUNC = re.compile(r"^\s*func\.func (?:public |private )?@([\w.$-]+)\(")
 _CALL = re.compile(r"(?:func\.)?call @([\w.$-]+)\(")
 _LOOP_BOUND = re.compile(r"stablehlo\.constant dense<(\d+)> : tensor<[su]?i\d+>")
 _LESS_THAN = re.compile(r"stablehlo\.compare\s+LT,")
-_COLLECTIVE = re.compile(r"= (\w+)\[([\d,]*)\][^ ]* (?:all-gather|all-reduce|all-to-all|collective-permute|reduce-scatter)"
-                         r"(?:-start)?\(")
+_COLLECTIVE = re.compile(r"= (\w+)\[([\d,]*)\][^ ]* "
+                         r"(?:all-gather|all-reduce|all-to-all|collective-permute|reduce-scatter)(?:-start)?\(")
 
 
 def synchronous_cpu_dispatch() -> None:
@@ -103,20 +103,24 @@ def jax_device(device: str = "CPU") -> jax.Device:
     return devices[parsed.device_id]
 
 
+def cpu_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 @functools.cache
-def one_thread_cpus() -> tuple[jax.Device, ...]:
-    """The CPU devices, one per core, of a second XLA client whose thread pool has one thread, made on first use: an
-    executable on one of them runs on the thread that launches it, one split over all of them on one thread per
-    core. Empty where this jaxlib cannot make that client. XLA sizes a CPU client's pool from $NPROC when it is
-    set, else from the cores: the variable is set only while the client is made."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def one_thread_cpus(count: int) -> tuple[jax.Device, ...]:
+    """`count` CPU devices of an XLA client of their own whose thread pool has one thread, made on first use: an
+    executable on one of them runs on the thread that launches it, one split over `count` of them on `count`
+    threads. Empty where this jaxlib cannot make that client. XLA sizes a CPU client's pool from $NPROC when it is
+    set, else from the cores: the variable is set only while the client is made. (A single executable ran 1.2-1.6x
+    slower on one of two devices of one such client than on a client of one device: hence a client per count.)"""
     try:
         from jaxlib import _jax  # the CPU client's constructor has no public spelling
 
         previous = os.environ.get("NPROC")
         os.environ["NPROC"] = "1"
         try:
-            client = _jax.get_tfrt_cpu_client(asynchronous=False, num_devices=cores)
+            client = _jax.get_tfrt_cpu_client(asynchronous=False, num_devices=count)
         finally:
             if previous is None:
                 del os.environ["NPROC"]
@@ -158,7 +162,7 @@ class Segment:
     stored: str | None = None  # the on-disk key it was loaded from: not yet known to execute in this process
     micro_batch: int | None = None  # runs its batch as a loop over slices of this many samples (batching.py)
     packing: tuple[tuple[int, ...], ...] | None = None  # lean: the groups of inputs it takes as one buffer each
-    placement: str | None = None  # lean, CPU: on one_thread_cpus()[0] ("one") or split over them ("split")
+    placement: str | None = None  # lean, CPU: on one_thread_cpus(1) ("one"), or split over a device a core ("split")
 
     def run(self, params: tuple[Any, ...], values: list[Any]) -> dict[str, Any]:
         if not self.host and not self.checked:
@@ -207,7 +211,7 @@ class OnnxJaxRep(BackendRep):
         self._host_weights = [_aligned(np.asarray(p)) if cpu else p for p in program.params.values()]
         with x64():
             self._params = tuple(jax.device_put(self._host_weights, weights_on))
-        self._placed: dict[str, tuple[Any, ...]] = {}  # the weights on one_thread_cpus() per placement, once needed
+        self._placed: dict[str, tuple[Any, ...]] = {}  # the weights per placement on one_thread_cpus, once needed
         self._cache: collections.OrderedDict[tuple, Segment] = collections.OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -328,19 +332,20 @@ class OnnxJaxRep(BackendRep):
 
     def _devices_of(self, fields: dict[str, Any]) -> list[jax.Device] | None:
         """The devices a stored segment with these fields runs on; None where it cannot run here."""
-        placement, devices = fields.get("placement"), one_thread_cpus()
+        placement = fields.get("placement")
         if placement is None:
             return [self.device]
-        return (list(devices) if placement == "split" else [devices[0]]) if devices else None
+        return list(one_thread_cpus(cpu_cores() if placement == "split" else 1)) or None
 
     def _weights(self, placement: str | None) -> tuple[Any, ...]:
         """The weights for a segment of this placement (the same host memory as self._params)."""
         if placement is None:
             return self._params
         if placement not in self._placed:
-            devices = one_thread_cpus()
-            where = devices[0] if placement == "one" else NamedSharding(Mesh(np.array(devices), ("batch",)),
-                                                                           PartitionSpec())
+            if placement == "one":
+                where = one_thread_cpus(1)[0]
+            else:
+                where = NamedSharding(Mesh(np.array(one_thread_cpus(cpu_cores())), ("batch",)), PartitionSpec())
             with x64():
                 self._placed[placement] = tuple(jax.device_put(self._host_weights, where))
         return self._placed[placement]
@@ -389,7 +394,7 @@ class OnnxJaxRep(BackendRep):
             packing = None
             lowered = lower(None, self._params)
         on_cpu = lean and self.device.platform == "cpu" and self.mesh is None
-        one_thread = on_cpu and bool(one_thread_cpus()) and runs_on_one_thread(lowered)
+        one_thread = on_cpu and bool(one_thread_cpus(1)) and runs_on_one_thread(lowered)
         if one_thread:
             lowered = lower(packing, self._weights("one"))
         with x64(self.precision):
@@ -410,11 +415,11 @@ class OnnxJaxRep(BackendRep):
         return batch, frozenset(n for n, v in free.items() if v.shape[0] == batch)
 
     def _split(self, segment: Segment, fn: Any, values: dict[str, Any], lowered: jax.stages.Lowered) -> Segment | None:
-        """The segment with its batch split over one_thread_cpus(), an equal part per core, where it has at least
-        SPLIT_FLOPS and XLA partitions it with next to no exchange between the parts (the collectives in the
-        compiled module): each core runs its part on one thread, with no hand-offs between XLA's kernels. Its inputs
-        go in one by one (no packing)."""
-        devices = one_thread_cpus()
+        """The segment with its batch split over one_thread_cpus(cpu_cores()), an equal part per core, where it has
+        at least SPLIT_FLOPS and XLA partitions it with next to no exchange between the parts (the collectives in
+        the compiled module): each core runs its part on one thread, with no hand-offs between XLA's kernels. Its
+        inputs go in one by one (no packing)."""
+        devices = one_thread_cpus(cpu_cores())
         batch, batched = self._batch(values)
         if len(devices) < 2 or batch < len(devices) or batch % len(devices) or _flops(lowered) < SPLIT_FLOPS:
             return None

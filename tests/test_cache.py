@@ -135,13 +135,14 @@ def test_a_stored_executable_keeps_its_input_packing_and_its_client(tmp_path):
 
 SPLIT = """
 import sys, numpy as np, onnx_jax
-from onnx_jax.backend import OnnxJaxRep, one_thread_cpus
+from onnx_jax.backend import OnnxJaxRep, cpu_cores, one_thread_cpus
 if len(sys.argv) > 2:
     OnnxJaxRep._trace_and_compile = lambda *a: sys.exit("traced")
 rep = onnx_jax.prepare(sys.argv[1])
-x = np.linspace(-1, 1, 64 * 512 * len(one_thread_cpus()), dtype=np.float32).reshape(-1, 512)
+x = np.linspace(-1, 1, 64 * 512 * cpu_cores(), dtype=np.float32).reshape(-1, 512)
 y = rep.run([x])[0]
-print(len(one_thread_cpus()), next(iter(rep._cache.values())).placement, y.shape, round(float(np.abs(y).sum()), 1))
+segment = next(iter(rep._cache.values()))
+print(len(one_thread_cpus(cpu_cores())), segment.placement, y.shape, round(float(np.abs(y).sum()), 1))
 """
 
 
@@ -151,7 +152,7 @@ def test_a_stored_executable_split_over_the_cores_loads_split(tmp_path):
     nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("MatMul", ["h", "w2"], ["y"])]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 512])],
                               [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
-                              initializer=[onnx.numpy_helper.from_array(w1, "w1"), onnx.numpy_helper.from_array(w2, "w2")])
+                              initializer=[onnx.numpy_helper.from_array(w, n) for n, w in (("w1", w1), ("w2", w2))])
     path = tmp_path / "mlp.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     env = {**os.environ, "ONNX_JAX_CACHE_DIR": str(tmp_path / "cache")}

@@ -180,7 +180,7 @@ def test_cpu_dots_in_a_loop_count_once_per_iteration():
 
 
 def test_small_executables_run_on_the_one_thread_client(tmp_path):
-    """A model of few FLOPs runs on one of one_thread_cpus() with the same results; a larger one does not."""
+    """A model of few FLOPs runs on one_thread_cpus(1) with the same results; a larger one does not."""
     import jax
 
     import onnx_jax
@@ -193,8 +193,8 @@ def test_small_executables_run_on_the_one_thread_client(tmp_path):
     for _ in range(2):  # the first call, then the steady state
         np.testing.assert_allclose(rep.run([x])[0], expected, rtol=1e-5, atol=1e-6)
     (segment,) = rep._cache.values()
-    assert segment.placement == "one" and backend.one_thread_cpus()
-    assert backend.one_thread_cpus()[0].client is not jax.devices("cpu")[0].client
+    assert segment.placement == "one" and backend.one_thread_cpus(1)
+    assert backend.one_thread_cpus(1)[0].client is not jax.devices("cpu")[0].client
     assert "NPROC" not in os.environ  # set only while that client was made
     big = np.random.default_rng(1).standard_normal((40_000, 8)).astype(np.float32)  # 12.8 MFLOP, 1.3 MB in
     expected = onnx.reference.ReferenceEvaluator(str(tmp_path / "mlp.onnx")).run(None, {"x": big})[0]
@@ -212,7 +212,7 @@ def _wide_mlp(path, reduce_batch=False):
         nodes += [helper.make_node("Transpose", ["z"], ["t"]), helper.make_node("MatMul", ["t", "z"], ["y"])]
     graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 512])],
                               [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
-                              initializer=[onnx.numpy_helper.from_array(w1, "w1"), onnx.numpy_helper.from_array(w2, "w2")])
+                              initializer=[onnx.numpy_helper.from_array(w, n) for n, w in (("w1", w1), ("w2", w2))])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
 
 
@@ -221,7 +221,7 @@ def test_a_large_batch_runs_split_over_the_cores_where_its_parts_need_not_talk(t
     import onnx_jax
     from onnx_jax import backend
 
-    cores = len(backend.one_thread_cpus())
+    cores = len(backend.one_thread_cpus(backend.cpu_cores()))
     if cores < 2:
         pytest.skip("one core: nothing to split over")
     _wide_mlp(tmp_path / "mlp.onnx", reduce_batch)
