@@ -426,8 +426,11 @@ class OnnxJaxRep(BackendRep):
         mesh = Mesh(np.array(devices), ("batch",))
         shardings = (None, *(NamedSharding(mesh, PartitionSpec("batch" if n in batched else None)) for n in values))
         with x64(self.precision):
-            split = jax.jit(fn, in_shardings=shardings).lower(self._weights("split"), *values.values())
-            executable = _compile_lowered(split, devices[0])
+            try:
+                split = jax.jit(fn, in_shardings=shardings).lower(self._weights("split"), *values.values())
+                executable = _compile_lowered(split, devices[0])
+            except (jax.errors.JaxRuntimeError, NotImplementedError, TypeError, ValueError):  # not partitionable
+                return None
         if _exchanged_bytes(executable.as_text()) > SPLIT_EXCHANGE_BYTES:
             return None
         return dataclasses.replace(segment, executable=executable, placement="split", packing=None)
