@@ -478,6 +478,9 @@ class OnnxJaxRep(BackendRep):
         return segment
 
     def _arrange(self, inputs: Any) -> list[np.ndarray]:
+        if type(inputs) in (list, tuple) and len(inputs) == len(self._names) and self._plain:
+            if all([type(v) is np.ndarray for v in inputs]):  # numpy arrays pass as they are (dtypes checked later)
+                return list(inputs)
         if type(inputs) is dict and len(inputs) == len(self._names):
             try:
                 values = [inputs[n] for n in self._names]
