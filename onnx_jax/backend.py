@@ -131,12 +131,10 @@ def one_thread_cpus(count: int) -> tuple[jax.Device, ...]:
         return ()
 
 
-def runs_on_one_thread(lowered: jax.stages.Lowered) -> bool:
-    """Whether a whole-graph CPU executable is small enough that one thread runs it faster than XLA's pool: its
-    FLOPs and the bytes of its arguments and results."""
+def _io_bytes(lowered: jax.stages.Lowered) -> int:
+    """The bytes of an executable's arguments and results."""
     arrays = [*jax.tree.leaves(lowered.args_info), *jax.tree.leaves(lowered.out_info)]
-    size = sum(math.prod(a.shape) * np.dtype(a.dtype).itemsize for a in arrays)
-    return _flops(lowered) <= ONE_THREAD_FLOPS and size <= ONE_THREAD_BYTES
+    return sum(math.prod(a.shape) * np.dtype(a.dtype).itemsize for a in arrays)
 
 
 def _flops(lowered: jax.stages.Lowered) -> float:
@@ -345,7 +343,7 @@ class OnnxJaxRep(BackendRep):
             if placement == "one":
                 where = one_thread_cpus(1)[0]
             else:
-                where = NamedSharding(Mesh(np.array(one_thread_cpus(cpu_cores())), ("batch",)), PartitionSpec())
+                where = NamedSharding(_batch_mesh(one_thread_cpus(cpu_cores())), PartitionSpec())
             with x64():
                 self._placed[placement] = tuple(jax.device_put(self._host_weights, where))
         return self._placed[placement]
@@ -394,7 +392,10 @@ class OnnxJaxRep(BackendRep):
             packing = None
             lowered = lower(None, self._params)
         on_cpu = lean and self.device.platform == "cpu" and self.mesh is None
-        one_thread = on_cpu and bool(one_thread_cpus(1)) and runs_on_one_thread(lowered)
+        flops = _flops(lowered) if on_cpu else 0.0
+        # small enough that one thread runs it faster than XLA's pool
+        one_thread = (on_cpu and flops <= ONE_THREAD_FLOPS and _io_bytes(lowered) <= ONE_THREAD_BYTES
+                      and bool(one_thread_cpus(1)))
         if one_thread:
             lowered = lower(packing, self._weights("one"))
         with x64(self.precision):
@@ -403,7 +404,7 @@ class OnnxJaxRep(BackendRep):
         segment = Segment(executable, tuple(dynamic), host, outputs, found["static"], stop, program.checks, lean,
                           needs_x64, packing=packing, placement="one" if one_thread else None)
         if on_cpu and not one_thread:
-            return self._sliced(segment, fn, found, traced) or self._split(segment, fn, traced, lowered) or segment
+            return self._sliced(segment, fn, found, traced) or self._split(segment, fn, traced, flops) or segment
         return segment
 
     def _batch(self, values: dict[str, Any]) -> tuple[int, frozenset[str]]:
@@ -414,16 +415,16 @@ class OnnxJaxRep(BackendRep):
         batch = next((v.shape[0] for v in free.values()), 0)
         return batch, frozenset(n for n, v in free.items() if v.shape[0] == batch)
 
-    def _split(self, segment: Segment, fn: Any, values: dict[str, Any], lowered: jax.stages.Lowered) -> Segment | None:
+    def _split(self, segment: Segment, fn: Any, values: dict[str, Any], flops: float) -> Segment | None:
         """The segment with its batch split over one_thread_cpus(cpu_cores()), an equal part per core, where it has
         at least SPLIT_FLOPS and XLA partitions it with next to no exchange between the parts (the collectives in
         the compiled module): each core runs its part on one thread, with no hand-offs between XLA's kernels. Its
         inputs go in one by one (no packing)."""
         devices = one_thread_cpus(cpu_cores())
         batch, batched = self._batch(values)
-        if len(devices) < 2 or batch < len(devices) or batch % len(devices) or _flops(lowered) < SPLIT_FLOPS:
+        if len(devices) < 2 or batch < len(devices) or batch % len(devices) or flops < SPLIT_FLOPS:
             return None
-        mesh = Mesh(np.array(devices), ("batch",))
+        mesh = _batch_mesh(devices)
         shardings = (None, *(NamedSharding(mesh, PartitionSpec("batch" if n in batched else None)) for n in values))
         with x64(self.precision):
             try:
