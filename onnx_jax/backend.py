@@ -42,6 +42,11 @@ DEFAULT_CACHE_SIZE = 32  # compiled executables kept per prepared model (one per
 # ~1.7 us a call (eight int64 scalars: 20 -> 9 us), more than copying a few kilobytes together
 PACKED_INPUT_BYTES = 4096
 SMALL_CONSTANT = 16  # float initializers up to this many elements are compiled in as constants, not arguments
+# a model's weights are compiled in too, but for convolutions' filters, where they take at most this much: XLA then
+# lays them out for their dots, and each weight no longer passed costs nothing a call (~0.4 us per argument; LSTM
+# and tiny GPT-2 models 0.76-0.87x of the time, docs/performance.md). Larger ones would lengthen compiles for
+# nothing measurable (BERT, ViT: level).
+CONSTANT_WEIGHT_BYTES = 4 << 20
 # whole-graph executables this small (XLA's cost analysis, dots in loops counted per iteration) run on a CPU client of
 # their own whose thread pool has one thread: on two cores XLA splits their microsecond kernels across its pool, and
 # each hand-off to an idle core cost 10-30 us on a VM (mnist-8 75-89 -> 53-56 us a call, docs/performance.md)
@@ -807,7 +812,7 @@ def prepare_graph(graph: Graph, device: str = "CPU", *, registry: Registry = REG
                   optimize: bool = True, **options: Any) -> OnnxJaxRep:
     """OnnxJaxBackend.prepare for a graph already read (the CLI's path); options as there."""
     program = Program(optimize_graph(graph, registry) if optimize else graph, registry, checks=checks,
-                      constant_size=SMALL_CONSTANT)
+                      constant_size=SMALL_CONSTANT, constant_bytes=CONSTANT_WEIGHT_BYTES)
     return OnnxJaxRep(program, device, **options)
 
 

@@ -71,16 +71,19 @@ def test_empty_value_turns_the_cache_off(tmp_path):
 
 
 def _weighted_model(tmp_path, seed: int, bias: float):
-    """x @ w + bias: w (3x8, an argument of the executable) from `seed`, bias (3 elements, compiled in)."""
-    w = np.random.default_rng(seed).standard_normal((3, 8)).astype(np.float32)
-    nodes = [helper.make_node("MatMul", ["x", "w"], ["t"]), helper.make_node("Add", ["t", "bias"], ["y"])]
+    """x @ w.T + bias as a 1-wide Conv: w (8x3, a filter, which stays an argument of the executable however small)
+    from `seed`, bias (8 elements, compiled in)."""
+    w = np.random.default_rng(seed).standard_normal((8, 3)).astype(np.float32)
+    nodes = [helper.make_node("Unsqueeze", ["x", "last"], ["x3"]), helper.make_node("Conv", ["x3", "w"], ["t3"]),
+             helper.make_node("Squeeze", ["t3", "last"], ["t"]), helper.make_node("Add", ["t", "bias"], ["y"])]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 3])],
                               [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 8])],
-                              initializer=[onnx.numpy_helper.from_array(w, "w"),
+                              initializer=[onnx.numpy_helper.from_array(w[:, :, None], "w"),
+                                           onnx.numpy_helper.from_array(np.array([2]), "last"),
                                            onnx.numpy_helper.from_array(np.full(8, bias, np.float32), "bias")])
     path = tmp_path / f"weighted-{seed}-{bias}.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    return path, (np.arange(6, dtype=np.float32).reshape(2, 3) @ w + bias).sum()
+    return path, (np.arange(6, dtype=np.float32).reshape(2, 3) @ w.T + bias).sum()
 
 
 def test_new_weight_values_reuse_the_executable_new_constants_do_not(tmp_path):
