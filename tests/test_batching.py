@@ -68,6 +68,30 @@ def test_a_per_sample_cnn_runs_sliced_with_the_same_results(slice_everything, ba
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_a_sliced_batch_that_the_cores_divide_runs_split_over_them(slice_everything, monkeypatch):
+    """Each core loops over the slices of its part of the batch (any FLOPs counting as many here); a batch the
+    cores do not divide stays sliced on one device."""
+    devices = backend.one_thread_cpus(backend.cpu_cores())
+    if len(devices) < 2:
+        pytest.skip("one core: nothing to split over")
+    monkeypatch.setattr(backend, "SPLIT_FLOPS", 0)
+    model = _cnn()
+    rep = onnx_jax.prepare(model)
+    for batch in (3 * len(devices), 3 * len(devices) + 1):
+        x = np.random.default_rng(batch).standard_normal((batch, 3, 16, 16), dtype=np.float32)
+        for _ in range(2):  # the first call, then the steady state
+            (y,) = rep.run({"x": x})
+            (expected,) = ReferenceEvaluator(model).run(None, {"x": x})
+            np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
+        segment = rep._cache[next(reversed(rep._cache))]
+        assert segment.micro_batch == 1
+        if batch % len(devices):
+            assert segment.placement is None
+        else:
+            assert segment.placement == "split"
+            assert segment.executable.input_shardings[0][1].device_set == set(devices)
+
+
 def test_small_temporaries_keep_the_whole_batch():
     x = np.zeros((4, 3, 16, 16), np.float32)
     assert _run(_cnn(), {"x": x})[1] is None
@@ -175,14 +199,17 @@ def test_graphs_that_mix_samples_are_not_sliced(slice_everything, case):
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_a_sliced_executable_is_stored_and_loaded_as_sliced(slice_everything, monkeypatch, tmp_path):
+@pytest.mark.parametrize("split", [False, True])
+def test_a_sliced_executable_is_stored_and_loaded_as_sliced(slice_everything, monkeypatch, tmp_path, split):
     monkeypatch.setenv("ONNX_JAX_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(backend, "SPLIT_FLOPS", 0 if split else 2**62)
     x = np.random.default_rng(4).standard_normal((4, 3, 16, 16), dtype=np.float32)
     (first,), micro = _run(_cnn(), {"x": x})
     rep = onnx_jax.prepare(_cnn())
     (again,) = rep.run({"x": x})
     (segment,) = rep._cache.values()
     assert segment.stored is not None and micro == segment.micro_batch == 1
+    assert segment.placement == ("split" if split and len(backend.one_thread_cpus(backend.cpu_cores())) > 1 else None)
     np.testing.assert_array_equal(again, first)
 
 
