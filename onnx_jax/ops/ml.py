@@ -19,6 +19,7 @@ import numpy as np
 from jax import lax
 
 from ..registry import op
+from .nn import softmax
 
 # Post transforms
 
@@ -41,7 +42,7 @@ def _softmax_zero(s):
 _TRANSFORMS = {
     "NONE": lambda s: s,
     "LOGISTIC": jax.nn.sigmoid,
-    "SOFTMAX": lambda s: jax.nn.softmax(s, axis=-1),
+    "SOFTMAX": lambda s: softmax(s, (-1,)),
     "SOFTMAX_ZERO": _softmax_zero,
     "PROBIT": _probit,
 }

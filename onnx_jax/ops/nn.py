@@ -641,12 +641,12 @@ def LpNormalization(x, *, axis=-1, p=2):
 
 @op("Softmax", 1)
 def Softmax_1(x, *, axis=1):
-    return _softmax(x, _trailing_axes(x, axis))
+    return softmax(x, _trailing_axes(x, axis))
 
 
 @op("Softmax", 13)
 def Softmax(x, *, axis=-1):
-    return _softmax(x, (axis,))
+    return softmax(x, (axis,))
 
 
 @op("LogSoftmax", 1)
@@ -659,8 +659,8 @@ def LogSoftmax(x, *, axis=-1):
     return _log_softmax(x, (axis,))
 
 
-def _softmax(x, axes):
-    """jax.nn.softmax; along a long last axis its formula with reduce_trailing's (vectorized) reductions."""
+def softmax(x, axes):
+    """jax.nn.softmax; along a long or a short last axis its formula with reduce_trailing's folded reductions."""
     if not folds(x, axes):
         return jax.nn.softmax(x, axis=axes)
     unnormalized = jnp.exp(x - lax.stop_gradient(reduce_trailing(x, axes, "max")))
