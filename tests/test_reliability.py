@@ -257,6 +257,7 @@ ONES.flags.writeable = False  # shared by many tests
 RUN_ERRORS = {
     "missing input": ({"x": ONES}, ("'y'", "missing")),
     "unknown input name": ({"x": ONES, "y": ONES, "typo": ONES}, ("'typo'", "unknown")),
+    "unknown input name in place of one": ({"x": ONES, "typo": ONES}, ("'typo'", "unknown")),
     "too few positional inputs": ([ONES], ("2 input", "got 1")),
     "too many positional inputs": ([ONES, ONES, ONES], ("2 input", "got 3")),
     "wrong rank": ({"x": ONES[0], "y": ONES}, ("'x'", "rank 2", "(3,)")),
