@@ -609,6 +609,9 @@ def _direct(call: Any, packing: tuple[tuple[int, ...], ...] | None, wide: bool, 
     elif packing is None:
         def direct(arrays: list[np.ndarray]) -> tuple[np.ndarray, ...]:
             return tuple([np.asarray(r) for r in call(params, *arrays)])
+    elif len(packing) == 1:  # every input in one buffer
+        def direct(arrays: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+            return tuple([np.asarray(r) for r in call(params, np.concatenate([a.ravel() for a in arrays]))])
     else:
         def direct(arrays: list[np.ndarray]) -> tuple[np.ndarray, ...]:
             return tuple([np.asarray(r) for r in call(params, *_pack(arrays, packing))])
