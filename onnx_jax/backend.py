@@ -494,9 +494,12 @@ class OnnxJaxRep(BackendRep):
             return None
         mesh = _batch_mesh(devices)
         specs = tuple(PartitionSpec("batch" if n in batched else None) for n in values)
-        parts = jax.shard_map(looping(batch // cores), mesh=mesh, in_specs=(PartitionSpec(), *specs),
-                              out_specs=PartitionSpec("batch"), check_vma=False)
-        return _compile_lowered(jax.jit(parts).lower(self._weights("split"), *values.values()), devices[0])
+        try:
+            parts = jax.shard_map(looping(part), mesh=mesh, in_specs=(PartitionSpec(), *specs),
+                                  out_specs=PartitionSpec("batch"), check_vma=False)
+            return _compile_lowered(jax.jit(parts).lower(self._weights("split"), *values.values()), devices[0])
+        except (AttributeError, TypeError, jax.errors.JaxRuntimeError):  # a JAX without jax.shard_map(check_vma=),
+            return None  # or an XLA that cannot compile it: the slices run on one device
 
     def _cache_get(self, key: tuple) -> Segment | None:
         with self._lock:
