@@ -448,7 +448,7 @@ class OnnxJaxRep(BackendRep):
         """The segment as a loop over slices of its batch (axis 0 of the inputs), where its temporaries are large
         enough to be mapped afresh on every run and every node acts on each sample alone (batching.py); with
         the batch split over one_thread_cpus(cpu_cores()) too where it has at least SPLIT_FLOPS and each core's part
-        is a whole number of slices. `fn` is the traced function, which leaves its values by name in found["env"]."""
+        is two or more whole slices. `fn` is the traced function, which leaves its values by name in found["env"]."""
         batch, batched = self._batch(values)
         temp = getattr(segment.executable.memory_analysis(), "temp_size_in_bytes", 0) or 0
         micro = batching.micro_batch(batch, temp)
