@@ -427,16 +427,15 @@ class OnnxJaxRep(BackendRep):
         at least SPLIT_FLOPS and XLA partitions it with next to no exchange between the parts (the collectives in
         the compiled module): each core runs its part on one thread, with no hand-offs between XLA's kernels. Its
         inputs go in one by one (no packing)."""
-        devices = one_thread_cpus(cpu_cores())
         batch, batched = self._batch(values)
-        if len(devices) < 2 or batch < len(devices) or batch % len(devices) or flops < SPLIT_FLOPS:
+        mesh = _split_mesh(batch, flops)
+        if mesh is None:
             return None
-        mesh = _batch_mesh(devices)
         shardings = (None, *(NamedSharding(mesh, PartitionSpec("batch" if n in batched else None)) for n in values))
         with x64(self.precision):
             try:
                 split = jax.jit(fn, in_shardings=shardings).lower(self._weights("split"), *values.values())
-                executable = _compile_lowered(split, devices[0])
+                executable = _compile_lowered(split, mesh.devices.flat[0])
             except (jax.errors.JaxRuntimeError, NotImplementedError, TypeError, ValueError):  # not partitionable
                 return None
         if _exchanged_bytes(executable.as_text()) > SPLIT_EXCHANGE_BYTES:
@@ -487,17 +486,16 @@ class OnnxJaxRep(BackendRep):
         """The sliced loop run on each core's part of the batch (shard_map: the samples are independent, as
         `per_sample` showed, so the parts exchange nothing); None unless each part is two or more whole slices. (A
         part of one slice is the plain split, which ran MobileNetV2 at batch 8 1.0-1.28x slower than its slices.)"""
-        devices = one_thread_cpus(cpu_cores())
-        cores = len(devices)
-        part = batch // cores
-        if cores < 2 or flops < SPLIT_FLOPS or batch % cores or part % micro or part == micro:
+        mesh = _split_mesh(batch, flops)
+        part = batch // mesh.size if mesh is not None else 0
+        if mesh is None or part % micro or part == micro:
             return None
-        mesh = _batch_mesh(devices)
         specs = tuple(PartitionSpec("batch" if n in batched else None) for n in values)
         try:
             parts = jax.shard_map(looping(part), mesh=mesh, in_specs=(PartitionSpec(), *specs),
                                   out_specs=PartitionSpec("batch"), check_vma=False)
-            return _compile_lowered(jax.jit(parts).lower(self._weights("split"), *values.values()), devices[0])
+            return _compile_lowered(jax.jit(parts).lower(self._weights("split"), *values.values()),
+                                    mesh.devices.flat[0])
         except (AttributeError, TypeError, jax.errors.JaxRuntimeError):  # a JAX without jax.shard_map(check_vma=),
             return None  # or an XLA that cannot compile it: the slices run on one device
 
@@ -579,6 +577,15 @@ def _unpacking(fn: Any, packing: tuple[tuple[int, ...], ...], shapes: list[tuple
         return fn(params, *values)
 
     return unpacked
+
+
+def _split_mesh(batch: int, flops: float) -> Mesh | None:
+    """The mesh of one_thread_cpus(cpu_cores()) that a batch of this many samples and a run of this many FLOPs is
+    split over, an equal part per core; None where it is not (too few FLOPs, a batch the cores do not divide)."""
+    devices = one_thread_cpus(cpu_cores())
+    if len(devices) < 2 or batch < len(devices) or batch % len(devices) or flops < SPLIT_FLOPS:
+        return None
+    return _batch_mesh(devices)
 
 
 def _exchanged_bytes(hlo: str) -> int:
