@@ -350,6 +350,33 @@ def test_small_inputs_of_one_dtype_travel_as_one_buffer():
     assert segment.packing == ((0, 2, 4), (1, 3), (5,))
 
 
+def test_small_inputs_are_staged_and_results_stay_their_own():
+    """In the steady state small inputs are copied into buffers the executable reads in place: each call sees its
+    own values, earlier results are not overwritten, and an output that is an input turns staging off."""
+    import onnx_jax
+
+    rep = onnx_jax.prepare(_sum_model([(np.int64, [3]), (np.float32, [2, 3]), (np.float32, [4])]))
+    rng = np.random.default_rng(0)
+    calls = [[rng.integers(-9, 9, s).astype(d) for d, s in [(np.int64, [3]), (np.float32, [2, 3]), (np.float32, [4])]]
+             for _ in range(4)]
+    results = [rep.run(values) for values in calls]
+    assert rep._last[2].__name__ == "staged"
+    for values, outputs in zip(calls, results):
+        for value, output in zip(values, outputs):
+            assert output.dtype == value.dtype
+            np.testing.assert_array_equal(output, value + 1)
+
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [3])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [3])
+    identity = helper.make_model(helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y]),
+                                 opset_imports=[helper.make_opsetid("", 17)])
+    rep = onnx_jax.prepare(identity)
+    first = [np.full(3, i, np.float32) for i in range(3)]
+    outputs = [rep.run([value])[0] for value in first]
+    for value, output in zip(first, outputs):
+        np.testing.assert_array_equal(output, value)
+
+
 def test_inputs_are_not_packed_where_the_graph_breaks():
     import onnx_jax
 
