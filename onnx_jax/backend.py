@@ -267,7 +267,7 @@ class OnnxJaxRep(BackendRep):
                     outputs = tuple([np.asarray(r) for r in segment.executable(params, *packed)])
                 # it ran: later calls go straight in
                 self._last = (key, segment, _direct(segment.executable, segment.packing, segment.needs_x64,
-                                                    params, packed))
+                                                    params, arrays))
                 return outputs
             with jax.enable_x64(True):
                 values = segment.run(self._params, [a for a, static in zip(arrays, self._static) if not static])
@@ -614,9 +614,10 @@ def _aligned(array: np.ndarray) -> np.ndarray:
 
 
 def _direct(executable: Any, packing: tuple[tuple[int, ...], ...] | None, wide: bool, params: tuple[Any, ...],
-            packed: list[np.ndarray]) -> Any:
-    """A lean segment's call in the steady state: inputs packed as it takes them, outputs as numpy arrays; small
-    inputs copied into host buffers its device arrays alias (`_staging`), where no other thread is using them."""
+            inputs: list[np.ndarray]) -> Any:
+    """A lean segment's call in the steady state (for inputs like these): inputs packed as it takes them, outputs as
+    numpy arrays; small inputs copied into host buffers its device arrays alias (`_staging`), where no other thread
+    is using them."""
     call = _entry_point(executable)
     if wide:
         def plain(arrays: list[np.ndarray]) -> tuple[np.ndarray, ...]:
@@ -632,23 +633,23 @@ def _direct(executable: Any, packing: tuple[tuple[int, ...], ...] | None, wide: 
     else:
         def plain(arrays: list[np.ndarray]) -> tuple[np.ndarray, ...]:
             return tuple([np.asarray(r) for r in call(params, *_pack(arrays, packing))])
-    staging = _staging(call, executable, wide, params, packed)
+    staging = _staging(call, executable, wide, params, inputs if packing is None else _pack(inputs, packing))
     if staging is None:
         return plain
     hosts, devices = staging
     lock = threading.Lock()
-    singles = [(host, group[0]) for host, group in zip(hosts, packing or [(i,) for i in range(len(hosts))])
-               if len(group) == 1]
-    joined = [(host, group) for host, group in zip(hosts, packing or ()) if len(group) > 1]
+    copies = []  # (where in a host buffer, which input)
+    for host, group in zip(hosts, packing or [(i,) for i in range(len(hosts))]):
+        offsets = np.cumsum([0] + [inputs[i].size for i in group])
+        copies += [(host if len(group) == 1 else host[lo:hi].reshape(inputs[i].shape), i)
+                   for i, lo, hi in zip(group, offsets, offsets[1:])]
 
     def staged(arrays: list[np.ndarray]) -> tuple[np.ndarray, ...]:
         if not lock.acquire(False):  # another thread is between its copies and its outputs
             return plain(arrays)
         try:
-            for host, i in singles:
-                host[...] = arrays[i]
-            for host, group in joined:
-                np.concatenate([arrays[i].ravel() for i in group], out=host)
+            for view, i in copies:
+                view[...] = arrays[i]
             if wide:
                 with jax.enable_x64(True):
                     return tuple([np.asarray(r) for r in call(params, *devices)])
