@@ -663,11 +663,12 @@ def _direct(executable: Any, packing: tuple[tuple[int, ...], ...] | None, wide: 
 def _staging(call: Any, executable: Any, wide: bool, params: tuple[Any, ...],
              packed: list[np.ndarray]) -> tuple[list[np.ndarray], list[jax.Array]] | None:
     """Host buffers for a call's inputs of at most STAGED_INPUT_BYTES and the device arrays on its CPU device that
-    use them in place; None where the inputs are larger, the client copies, or an output is one of the inputs."""
+    use them in place; None where the inputs are larger, the client copies, or an output is one of the inputs (one
+    call with the staged arrays tells)."""
     shardings = executable.input_shardings[0][1:]
     if (sum(p.nbytes for p in packed) > STAGED_INPUT_BYTES or any(p.nbytes == 0 for p in packed)
-            or not all(isinstance(s, jax.sharding.SingleDeviceSharding) and s._device.platform == "cpu"
-                       for s in shardings)):
+            or not all(isinstance(s, jax.sharding.SingleDeviceSharding)
+                       and all(d.platform == "cpu" for d in s.device_set) for s in shardings)):
         return None
     hosts = [_aligned(np.empty(p.shape, p.dtype)) for p in packed]
     for host, p in zip(hosts, packed):
