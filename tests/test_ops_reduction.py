@@ -110,6 +110,17 @@ def test_arg_max_min(op_type, data):
     check(op_type, [x], axis=axis, keepdims=data.draw(st.sampled_from([0, 1])), select_last_index=last)
 
 
+@pytest.mark.parametrize("op_type", ["ArgMax", "ArgMin"])
+@pytest.mark.parametrize("last", [0, 1])
+def test_arg_max_min_pick_nans_and_ties_like_numpy(op_type, last):
+    """Along 2-16 values ArgMax/ArgMin choose column by column (ops/reduction.py: arg_extreme), along more with
+    XLA's reduction: the same first (or last) extreme either way, a NaN counting as the extreme."""
+    x = np.array([[1, np.nan, 3, np.nan], [2, 2, -1, -1], [np.nan, 0, 0, np.nan], [5, 5, 5, 5]], np.float32)
+    for data in (x, x.T, np.tile(x, (1, 5)), x[:, :2]):  # 4, 4, 20 (a reduction) and 2 values
+        check(op_type, [data], axis=1, keepdims=0, select_last_index=last)
+        check(op_type, [data.astype(np.int32) if not np.isnan(data).any() else data], axis=0, select_last_index=last)
+
+
 @pytest.mark.parametrize("op_type", ["CumSum", "CumProd"])
 @given(data=st.data())
 def test_cumulative(op_type, data):

@@ -20,6 +20,7 @@ from jax import lax
 
 from ..registry import op
 from .nn import softmax
+from .reduction import arg_extreme
 
 # Post transforms
 
@@ -371,8 +372,14 @@ def TreeEnsembleClassifier(X, *, base_values=None, base_values_as_tensor=None, c
         return _binary_tree_classifier(scores, scored, base, labels, post_transform, binary, bool((weights >= 0).all()))
     if base is not None and len(base) == len(labels):  # every class is scored then
         scores, scored = scores + base.astype(scores.dtype), jnp.ones_like(scored)
-    label = jnp.asarray(labels)[jnp.argmax(jnp.where(scored, scores, -jnp.inf), axis=1)]
+    label = _best_label(jnp.where(scored, scores, -jnp.inf), labels)
     return label, _transform(scores, post_transform).astype(jnp.float32)
+
+
+def _best_label(scores, labels: np.ndarray):
+    """The label of each row's highest score, the first of ties (a NaN wins, as in jnp.argmax)."""
+    index = arg_extreme(scores, 1, largest=True)
+    return index if np.array_equal(labels, np.arange(len(labels))) else jnp.asarray(labels)[index]
 
 
 def _binary_tree_classifier(scores, scored, base, labels, post_transform, binary: bool, all_positive: bool):
@@ -477,7 +484,7 @@ def LinearClassifier(X, *, classlabels_ints=None, classlabels_strings=None, coef
         scores = scores + np.asarray(intercepts, np.float32)
     labels = _class_labels(classlabels_ints, classlabels_strings)
     if classes > 1:
-        return jnp.asarray(labels)[jnp.argmax(scores, axis=1)], _transform(scores, post_transform)
+        return _best_label(scores, labels), _transform(scores, post_transform)
     label = jnp.where(scores[:, 0] > 0, labels[1], labels[0])
     if post_transform in ("LOGISTIC", "PROBIT"):  # onnxruntime skips the softmaxes of a single score
         scores = _TRANSFORMS[post_transform](scores)
@@ -529,7 +536,7 @@ def SVMClassifier(X, *, classlabels_ints=None, classlabels_strings=None, coeffic
     decision, wins, losses = _one_vs_one(np.asarray(vectors_per_class), np.reshape(coefficients, (len(labels) - 1, -1)))
     pair_scores = kernels @ decision + np.asarray(rho, np.float32)
     votes = (pair_scores > 0).astype(jnp.int32) @ wins + (pair_scores <= 0).astype(jnp.int32) @ losses
-    label = jnp.asarray(labels)[jnp.argmax(votes, axis=1)]
+    label = _best_label(votes, labels)
     if prob_a:
         pairwise = 1 - jax.nn.sigmoid(pair_scores * np.asarray(prob_a, np.float32) + np.asarray(prob_b, np.float32))
         return label, _transform(_multiclass_probability(jnp.clip(pairwise, 1e-7, 1 - 1e-7), len(labels)),
@@ -546,8 +553,7 @@ def SVMClassifier(X, *, classlabels_ints=None, classlabels_strings=None, coeffic
 
 def _linear_svm(x, labels, coefficients, rho, prob_a, post_transform):
     scores = x @ np.reshape(coefficients, (len(labels), -1)).T + rho[0]
-    best = jnp.argmax(scores, axis=1)
-    label = jnp.asarray(labels)[best]
+    label = _best_label(scores, labels)
     if len(labels) == 2 and not prob_a:  # onnxruntime leans to the second class on a positive top score
         top = jnp.max(scores, axis=1)
         positive = top >= 0.5 if (coefficients >= 0).all() else top > 0
