@@ -660,19 +660,11 @@ def LogSoftmax(x, *, axis=-1):
 
 
 def softmax(x, axes):
-    """jax.nn.softmax; along a long or a short last axis its formula with reduce_trailing's folded reductions; over
-    2 to _PAIRWISE_UP_TO values 1 / sum_k exp(x_k - x_j), all in one loop XLA fuses (a classifier's scores)."""
+    """jax.nn.softmax; along a long or a short last axis its formula with reduce_trailing's folded reductions."""
     if not folds(x, axes):
         return jax.nn.softmax(x, axis=axes)
-    if len(axes) == 1 and x.shape[-1] <= _PAIRWISE_UP_TO:
-        columns = [x[..., k:k + 1] for k in range(x.shape[-1])]
-        return jnp.concatenate([1 / (1 + sum(jnp.exp(c - own) for c in columns if c is not own)) for own in columns],
-                               axis=-1)
     unnormalized = jnp.exp(x - lax.stop_gradient(reduce_trailing(x, axes, "max")))
     return unnormalized / reduce_trailing(unnormalized, axes, "sum")
-
-
-_PAIRWISE_UP_TO = 4  # n * (n - 1) exponentials instead of n: for a few values cheaper than two more kernels
 
 
 def _log_softmax(x, axes):
