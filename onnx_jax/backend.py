@@ -220,6 +220,7 @@ class OnnxJaxRep(BackendRep):
             self._params = tuple(jax.device_put(self._host_weights, weights_on))
         self._placed: dict[str, tuple[Any, ...]] = {}  # the weights per placement on one_thread_cpus, once needed
         self._cache: collections.OrderedDict[tuple, Segment] = collections.OrderedDict()
+        self._directs: dict[tuple, Callable[[list[np.ndarray]], tuple[np.ndarray, ...]]] = {}  # of lean cached ones
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
@@ -258,7 +259,10 @@ class OnnxJaxRep(BackendRep):
             segment = last[1]
         else:
             segment = self._cache_get(key) or self._cache_put(key, self._compile_first(arrays))
-            self._last = (key, segment, None)
+            direct = self._directs.get(key)
+            self._last = (key, segment, direct)
+            if direct is not None:
+                return direct(arrays)
         try:
             if segment.lean:
                 packed = arrays if segment.packing is None else _pack(arrays, segment.packing)
@@ -266,8 +270,11 @@ class OnnxJaxRep(BackendRep):
                 with jax.enable_x64(True) if segment.needs_x64 else contextlib.nullcontext():
                     outputs = tuple([np.asarray(r) for r in segment.executable(params, *packed)])
                 # it ran: later calls go straight in
-                self._last = (key, segment, _direct(segment.executable, segment.packing, segment.needs_x64,
-                                                    params, arrays))
+                direct = _direct(segment.executable, segment.packing, segment.needs_x64, params, arrays)
+                with self._lock:
+                    if key in self._cache:
+                        self._directs[key] = direct
+                self._last = (key, segment, direct)
                 return outputs
             with jax.enable_x64(True):
                 values = segment.run(self._params, [a for a, static in zip(arrays, self._static) if not static])
@@ -279,6 +286,7 @@ class OnnxJaxRep(BackendRep):
             discard_executable(segment.stored)
             with self._lock:
                 self._cache.pop(key, None)
+                self._directs.pop(key, None)
             self._last = None
             return self.run(inputs)
         if segment.stop is not None:
@@ -514,7 +522,7 @@ class OnnxJaxRep(BackendRep):
         with self._lock:
             self._cache[key] = segment
             while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+                self._directs.pop(self._cache.popitem(last=False)[0], None)
         return segment
 
     def _arrange(self, inputs: Any) -> list[np.ndarray]:
