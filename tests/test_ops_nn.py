@@ -486,6 +486,24 @@ def test_layer_normalization(data):
 
 @SOME
 @given(st.data())
+def test_normalizations_over_long_trailing_axes(data):
+    """Along a last axis of 64+ float32 values the statistics are products with a column of ones (ops/reduction.py),
+    also on data far from zero; over several axes they stay reductions."""
+    trailing = data.draw(st.sampled_from([(64,), (256,), (384,), (4, 50), (1000,)]))
+    lead = data.draw(st.sampled_from([(1,), (3,), (2, 5)]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    x = rng.normal(data.draw(st.sampled_from([0.0, 300.0])), 3.0, lead + trailing).astype(np.float32)
+    axis = len(lead)
+    scale, bias = rng.normal(size=trailing).astype(np.float32), rng.normal(size=trailing).astype(np.float32)
+    check_node("LayerNormalization", [x, scale, bias], 3, opset=17, axis=axis, epsilon=1e-5, rtol=1e-4, atol=1e-4)
+    check_node("RMSNormalization", [x, scale], opset=23, axis=axis, epsilon=1e-5, rtol=1e-5, atol=1e-5)
+    axes = np.arange(axis, x.ndim, dtype=np.int64)
+    for keepdims in (0, 1):
+        check_node("ReduceMean", [x, axes], opset=18, keepdims=keepdims, rtol=1e-6, atol=1e-4)
+
+
+@SOME
+@given(st.data())
 def test_group_normalization(data):
     opset = data.draw(st.sampled_from([18, 21]))
     groups = data.draw(st.integers(1, 3))

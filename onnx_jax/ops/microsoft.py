@@ -18,6 +18,7 @@ from ..registry import op
 from .attention import RotaryEmbedding as _rotary
 from .elementwise import gelu
 from .quantization import DynamicQuantizeLinear, _dequantize, _quantize, _shifted
+from .reduction import mean_kept
 from .rnn import _activations, _directions, _in_processing_order, _lstm_cell, _recurrence
 
 MS = "com.microsoft"
@@ -82,9 +83,9 @@ def _normalize(x, scale, bias, epsilon, *, centered: bool, axis: int = -1):
     returns (y, mean, inv_std_var) with the statistics' axes kept (an RMS normalization's mean is 0)."""
     xf = _compute(x)
     axes = tuple(range(axis % x.ndim, x.ndim))
-    mean = jnp.mean(xf, axes, keepdims=True) if centered else jnp.zeros_like(xf[..., :1])
+    mean = mean_kept(xf, axes) if centered else jnp.zeros_like(xf[..., :1])
     centered_x = xf - mean
-    inv_std = lax.rsqrt(jnp.mean(jnp.square(centered_x), axes, keepdims=True) + epsilon)
+    inv_std = lax.rsqrt(mean_kept(jnp.square(centered_x), axes) + epsilon)
     y = centered_x * inv_std * _compute(scale)
     if bias is not None:
         y = y + _compute(bias)

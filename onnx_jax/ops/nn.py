@@ -13,7 +13,7 @@ from jax import lax
 
 from ..dtypes import to_numpy_dtype
 from ..registry import op
-from .reduction import folds, reduce_trailing
+from .reduction import folds, mean_kept, reduce_trailing
 
 # Helpers shared by the family
 
@@ -513,9 +513,9 @@ def MaxUnpool(x, indices, output_shape=None, *, kernel_shape, pads=None, strides
 
 def _standardize(x, axes, epsilon):
     """(x - mean) / sqrt(var + epsilon) over `axes`, with the mean and 1/sqrt(var + epsilon) (kept dims)."""
-    mean = jnp.mean(x, axes, keepdims=True)
+    mean = mean_kept(x, axes)
     centered = x - mean
-    inv_std = lax.rsqrt(jnp.mean(jnp.square(centered), axes, keepdims=True) + jnp.asarray(epsilon, x.dtype))
+    inv_std = lax.rsqrt(mean_kept(jnp.square(centered), axes) + jnp.asarray(epsilon, x.dtype))
     return centered * inv_std, mean, inv_std
 
 
@@ -606,7 +606,7 @@ def GroupNormalization(x, scale, bias, *, epsilon=1e-5, num_groups, stash_type=1
 @op("RMSNormalization", 23)
 def RMSNormalization(x, scale, *, axis=-1, epsilon=1e-5, stash_type=1):
     xs = x.astype(to_numpy_dtype(stash_type))
-    mean_square = jnp.mean(jnp.square(xs), _trailing_axes(x, axis), keepdims=True)
+    mean_square = mean_kept(jnp.square(xs), _trailing_axes(x, axis))
     y = xs * lax.rsqrt(mean_square + jnp.asarray(epsilon, xs.dtype))
     return y.astype(scale.dtype) * scale
 
