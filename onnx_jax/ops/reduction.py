@@ -83,17 +83,23 @@ def reduce_trailing(x, axes: tuple[int, ...], kind: str):
 # A float32 mean along a last axis of 64+ values (a layer norm's statistics) as a product with a column of ones: one
 # dot, where XLA's CPU backend splits the reduction into a reduce-window and a reduce that are not vectorized. At
 # batch 1 BERT 0.96-0.97x, ViT 0.96-0.98x, GPT-2 0.94-1.0x; LLaMA (one mean a norm), Whisper and batch 8 0.99-1.0x.
-# Means over several axes (an image's spatial ones, which XLA may hold channels-last) stay reductions.
+# Means over several axes (an image's spatial ones, which XLA may hold channels-last) stay reductions, as does every
+# mean off CPU (not measured there).
 _DOT_MEAN_FROM = 64
 
 
 def mean_kept(x, axes: tuple[int, ...]):
-    """The mean of x over `axes`, dims kept; along one last float32 axis of _DOT_MEAN_FROM or more values, a matmul
-    with a column of ones divided by their count."""
+    """The mean of x over `axes`, dims kept; on CPU, along one last float32 axis of _DOT_MEAN_FROM or more values, a
+    matmul with a column of ones divided by their count."""
+    def reduced(v):
+        return jnp.mean(v, axes, keepdims=True)
+
     if x.dtype != np.float32 or tuple(int(a) % x.ndim for a in axes) != (x.ndim - 1,) or x.shape[-1] < _DOT_MEAN_FROM:
-        return jnp.mean(x, axes, keepdims=True)
+        return reduced(x)
     ones = np.ones((x.shape[-1], 1), np.float32)
-    return jnp.matmul(x, ones, precision=lax.Precision.HIGHEST) / np.float32(x.shape[-1])
+    return lax.platform_dependent(
+        x, cpu=lambda v: jnp.matmul(v, ones, precision=lax.Precision.HIGHEST) / np.float32(v.shape[-1]),
+        default=reduced)
 
 
 def _mean(x, axes, keepdims):
