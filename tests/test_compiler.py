@@ -66,6 +66,34 @@ def test_small_models_compile_their_weights_in_but_convolution_filters():
     np.testing.assert_allclose(rep.run([x])[0], np.broadcast_to(windows[:, None, :, None], (1, 4, 1, 3)), rtol=1e-5)
 
 
+def test_short_float_initializers_compile_in_so_tables_made_from_them_fold():
+    """prepare compiles float initializers of up to SMALL_CONSTANT elements in: a rotary embedding's inverse
+    frequencies times the positions (a Range over a static length) then fold at trace time, where as an argument
+    their cos table was computed on every call (LLaMA's legacy export). For to_jax they stay parameters."""
+    inv_freq = (1 / 10000 ** (np.arange(0, 64, 2) / 64)).astype(np.float32)  # 32 values
+    scalars = [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in (("zero", 0), ("one", 1))]
+    nodes = [helper.make_node("Shape", ["x"], ["shape"]), helper.make_node("Gather", ["shape", "zero"], ["n"]),
+             helper.make_node("Range", ["zero", "n", "one"], ["positions"]),
+             helper.make_node("Cast", ["positions"], ["p"], to=TensorProto.FLOAT),
+             helper.make_node("Unsqueeze", ["p", "axes"], ["column"]),
+             helper.make_node("Mul", ["column", "inv_freq"], ["angles"]), helper.make_node("Cos", ["angles"], ["c"]),
+             helper.make_node("Mul", ["x", "c"], ["y"])]
+    model = make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [16, 32])],
+                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, [16, 32])],
+                       [numpy_helper.from_array(inv_freq, "inv_freq"), numpy_helper.from_array(np.array([1]), "axes"),
+                        *scalars])
+    program = Program(build_graph(model), constant_size=onnx_jax.backend.SMALL_CONSTANT)
+    assert "inv_freq" not in program.params
+    jaxpr = jax.make_jaxpr(make_function(program, {}))(program.params, np.zeros((16, 32), np.float32))
+    assert [e.primitive.name for e in jaxpr.eqns] == ["mul"]  # the cos table is a constant
+    x = np.random.default_rng(0).standard_normal((16, 32)).astype(np.float32)
+    expected = x * np.cos(np.arange(16, dtype=np.float32)[:, None] * inv_freq)
+    np.testing.assert_allclose(onnx_jax.prepare(model).run([x])[0], expected, rtol=1e-6, atol=1e-6)
+    fn, params = onnx_jax.to_jax(model)
+    assert "inv_freq" in params
+    np.testing.assert_allclose(fn(params, x)[0], expected, rtol=1e-6, atol=1e-6)
+
+
 def test_each_batch_size_compiles_its_own_executable():
     rep = onnx_jax.prepare(flatten_model())
     w = np.arange(12, dtype=np.float32).reshape(12, 1) / 10
