@@ -34,6 +34,18 @@ def test_gather(data):
     check("Gather", [x, idx], axis=axis, opset=data.draw(st.sampled_from([11, 13, 21])), fold=data.draw(st.booleans()))
 
 
+@pytest.mark.parametrize("idx", [np.arange(5), np.arange(1, 6, 2), np.array([-2, -1]), np.repeat(np.arange(6), 2),
+                                 np.array(3), np.array([[0, 1], [2, 3]]), np.array([4, 0, 2]), np.array([2, 9, -9])],
+                         ids=["run", "strided", "negative", "repeated", "scalar", "2d-run", "any", "out-of-range"])
+def test_gather_of_indices_known_while_tracing(idx):
+    """Indices that are initializers (positions, a token's index) gather as a slice or a repeat where they can;
+    out-of-range ones clamp as the traced gather's do."""
+    x = np.random.default_rng(0).standard_normal((2, 6, 3)).astype(np.float32)
+    model = node_model("Gather", [x, idx.astype(np.int64)], axis=1, initializers={"x1": idx.astype(np.int64)})
+    (y,) = onnx_jax.prepare(model).run([x])
+    np.testing.assert_array_equal(y, np.take(x, np.clip(np.where(idx < 0, idx + 6, idx), 0, 5), axis=1))
+
+
 def test_gather_clamps_out_of_range_indices():
     x = np.arange(4, dtype=np.float32)
     (y,) = onnx_jax.prepare(node_model("Gather", [x, i64(7, -9)])).run([x, i64(7, -9)])

@@ -13,6 +13,7 @@ from jax import lax
 
 from ..dtypes import is_float
 from ..registry import op
+from .indexing import take_static
 
 # Resize: separable, one axis at a time. Sampling positions, tap indices and weights depend only on static
 # shapes, scales and roi, so they are numpy; the data is gathered along the axis and the taps summed.
@@ -90,7 +91,7 @@ def _resize_axis(data, axis: int, out_len: int, scale: float, roi, *, mode, coor
     x, outside = _source_coords(coordinate_transformation_mode, out_len, in_len, scale, roi)
     if mode == "nearest":
         index = np.clip(_nearest_index(x, nearest_mode), 0, in_len - 1).astype(np.int32)
-        y = _take_static(data, index, axis)
+        y = take_static(data, index, axis)
     else:
         kernel, radius = (_cubic_kernel, 2) if mode == "cubic" else (_linear_kernel, 1)
         stretch = min(scale, 1.0) if antialias else 1.0
@@ -101,21 +102,6 @@ def _resize_axis(data, axis: int, out_len: int, scale: float, roi, *, mode, coor
         mask = np.reshape(outside, (-1,) + (1,) * (data.ndim - axis - 1))
         y = jnp.where(mask, _saturate_cast(np.float64(extrapolation_value), y.dtype), y)
     return y
-
-
-def _take_static(data, index: np.ndarray, axis: int):
-    """jnp.take with indices known at trace time; an integer upsampling (0,0,1,1,...) or a strided slice
-    without XLA's gather, which is several times slower on CPU."""
-    in_len = data.shape[axis]
-    if not len(index) or not in_len:
-        return jnp.take(data, index, axis=axis)
-    factor = len(index) // in_len
-    if factor >= 1 and len(index) == factor * in_len and np.array_equal(index, np.repeat(np.arange(in_len), factor)):
-        return jnp.repeat(data, factor, axis=axis)
-    step = int(index[1] - index[0]) if len(index) > 1 else 1
-    if step >= 1 and np.array_equal(index, np.arange(len(index)) * step + index[0]):
-        return lax.slice_in_dim(data, int(index[0]), int(index[0]) + (len(index) - 1) * step + 1, step, axis)
-    return jnp.take(data, index, axis=axis)
 
 
 def _saturate_cast(y, dtype):
