@@ -159,6 +159,12 @@ def subgraphs(node: Node) -> list[Graph]:
 _CONVOLUTIONS = frozenset({"Conv", "ConvTranspose", "ConcatConv", "DeformConv"})
 
 
+def _filters(graph: Graph) -> set[str]:
+    """The names convolutions read as their filter."""
+    return {node.inputs[0 if node.op_type == "ConcatConv" else 1] for node in graph.nodes
+            if node.op_type in _CONVOLUTIONS and len(node.inputs) > 1}
+
+
 def _foldable_weights(graph: Graph, params: Mapping[str, np.ndarray]) -> set[str]:
     """The weights that may be compiled in as constants: those no convolution reads."""
     filters = {name for node in graph.nodes if node.op_type in _CONVOLUTIONS for name in node.inputs}
@@ -179,17 +185,19 @@ class Program:
         constant_bytes: int = 0,
     ):
         """`fold_weights`: every float initializer is a constant; `constant_size`: those of at most that many
-        elements are (prepare: scalars like a Pow exponent, which the lowerings and XLA then fold);
+        elements are, but convolution filters (prepare: a Pow's exponent, a rotary embedding's frequencies, which
+        the lowerings and XLA then fold);
         `constant_bytes`: all but the filters of convolutions are, where together they take at most that many."""
         self.graph = graph
         self.checks = checks
         self.registry = registry
         self.plan = resolve_ops(graph, registry, graph.functions)
         self.static_names = static_names(graph, self.plan)
-        inits = graph.initializers
+        inits, filters = graph.initializers, _filters(graph)
         self.params = {
             n: a for n, a in inits.items()
-            if is_float(a.dtype) and n not in self.static_names and not fold_weights and a.size > constant_size
+            if is_float(a.dtype) and n not in self.static_names and not fold_weights
+            and (a.size > constant_size or n in filters)
         }
         folded = _foldable_weights(graph, self.params)
         if sum(self.params[n].nbytes for n in folded) <= constant_bytes:

@@ -48,14 +48,13 @@ def test_shape_chain_folds_to_a_single_reshape():
 
 
 def test_small_models_compile_their_weights_in_but_convolution_filters():
-    """prepare: weights are constants where together they are small, except filters of more than SMALL_CONSTANT
-    values (XLA's multiply-add convolutions run slower with them compiled in); larger models pass every weight as an
-    argument."""
-    w = numpy_helper.from_array(np.ones((12, 2, 1, 3), np.float32), "w")
+    """prepare: weights are constants where together they are small, except filters (XLA's multiply-add
+    convolutions run slower with them compiled in); larger models pass every weight as an argument."""
+    w = numpy_helper.from_array(np.ones((4, 2, 1, 3), np.float32), "w")
     m = numpy_helper.from_array(np.ones((2, 3), np.float32), "m")
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("MatMul", ["c", "m"], ["y"])]
     model = make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 1, 4])],
-                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 12, 1, 3])], [w, m])
+                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 1, 3])], [w, m])
     graph = build_graph(model)
     assert set(Program(graph, constant_bytes=24).params) == {"w"}
     assert set(Program(graph, constant_bytes=23).params) == {"w", "m"}
@@ -64,7 +63,7 @@ def test_small_models_compile_their_weights_in_but_convolution_filters():
     assert set(rep.program.params) == {"w/channels_last"}  # the filter, laid out channels-last
     x = np.random.default_rng(0).standard_normal((1, 2, 1, 4)).astype(np.float32)
     windows = x[:, :, :, :3].sum((1, 3)) + x[:, :, :, 1:].sum((1, 3))  # each output channel: both windows' sums
-    np.testing.assert_allclose(rep.run([x])[0], np.broadcast_to(windows[:, None, :, None], (1, 12, 1, 3)), rtol=1e-5)
+    np.testing.assert_allclose(rep.run([x])[0], np.broadcast_to(windows[:, None, :, None], (1, 4, 1, 3)), rtol=1e-5)
 
 
 def test_short_float_initializers_compile_in_so_tables_made_from_them_fold():
