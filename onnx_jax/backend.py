@@ -47,8 +47,8 @@ PACKED_INPUT_BYTES = 4096
 STAGED_INPUT_BYTES = 16384
 # float initializers up to this many elements (but convolution filters) are compiled in as constants, not arguments:
 # scalars (a Pow's exponent) and short vectors, such as a rotary embedding's inverse frequencies, whose cos/sin tables
-# then fold at trace time
-# instead of being computed in every layer on every call (LLaMA's legacy export at batch 1 0.82-0.92x)
+# then fold at trace time instead of being computed in every layer on every call (LLaMA's legacy export at batch 1
+# 0.82-0.92x)
 SMALL_CONSTANT = 64
 # a model's weights are compiled in too, but for convolutions' filters, where they take at most this much: XLA then
 # lays them out for their dots, and each weight no longer passed costs nothing a call (~0.4 us per argument; LSTM
