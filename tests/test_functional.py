@@ -130,6 +130,30 @@ def test_jax_export_with_symbolic_batch_and_sequence():
         np.testing.assert_allclose(restored.call(x)[0], want, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("index", [0, -1, [0, 1]])
+def test_jax_export_of_known_index_gather_and_mean_over_a_symbolic_axis(index):
+    """The lowerings that pick a slice for known Gather indices, or a product for a mean over a long last axis, need
+    concrete sizes: over a symbolic axis they keep the gather and the reduction."""
+    from jax import export as jax_export
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("Gather", ["x", "i"], ["g"], axis=1),
+             helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 2, 1]),
+             helper.make_node("ReduceMean", ["xt", "last"], ["m"], keepdims=0)]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "t", 4])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("g", "m")],
+        [numpy_helper.from_array(np.array(index, np.int64), "i"), numpy_helper.from_array(np.array([-1]), "last")])
+    fn, params = onnx_jax.to_jax(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]))
+    b, t = jax_export.symbolic_shape("b, t")
+    exported = jax_export.export(jax.jit(lambda x: fn(params, x)))(jax.ShapeDtypeStruct((b, t, 4), jnp.float32))
+    for shape in [(2, 5, 4), (1, 70, 4)]:
+        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        gathered, mean = exported.call(x)
+        np.testing.assert_array_equal(gathered, np.take(x, np.array(index), axis=1))
+        np.testing.assert_allclose(mean, x.mean(axis=1), rtol=1e-5, atol=1e-6)
+
+
 class SmallCNN(torch.nn.Module):
     def __init__(self):
         super().__init__()

@@ -62,8 +62,9 @@ def take_static(data, index: np.ndarray, axis: int):
 def Gather(data, indices, *, axis=0):
     axis = axis % jnp.ndim(data)
     dim = jnp.shape(data)[axis]
-    if isinstance(indices, np.ndarray) and dim:  # known while tracing (positions, a token's index)
-        return take_static(jnp.asarray(data), np.clip(np.where(indices < 0, indices + dim, indices), 0, dim - 1), axis)
+    if isinstance(indices, np.ndarray) and type(dim) is int and dim:  # known while tracing (positions, a token's index)
+        index = np.asarray(np.clip(np.where(indices < 0, indices + dim, indices), 0, dim - 1))
+        return take_static(jnp.asarray(data), index, axis)
     return jnp.take(data, _wrap(indices, dim), axis=axis, mode="clip")
 
 

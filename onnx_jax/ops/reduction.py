@@ -94,7 +94,9 @@ def mean_kept(x, axes: tuple[int, ...]):
     def reduced(v):
         return jnp.mean(v, axes, keepdims=True)
 
-    if x.dtype != np.float32 or tuple(int(a) % x.ndim for a in axes) != (x.ndim - 1,) or x.shape[-1] < _DOT_MEAN_FROM:
+    length = x.shape[-1] if x.ndim else 0  # a symbolic length (jax.export) stays a reduction
+    if (x.dtype != np.float32 or type(length) is not int or length < _DOT_MEAN_FROM
+            or tuple(int(a) % x.ndim for a in axes) != (x.ndim - 1,)):
         return reduced(x)
     ones = np.ones((x.shape[-1], 1), np.float32)
     return lax.platform_dependent(
