@@ -166,9 +166,9 @@ def _filters(graph: Graph) -> set[str]:
 
 
 def _foldable_weights(graph: Graph, params: Mapping[str, np.ndarray]) -> set[str]:
-    """The weights that may be compiled in as constants: those no convolution reads."""
-    filters = {name for node in graph.nodes if node.op_type in _CONVOLUTIONS for name in node.inputs}
-    return {n for n in params if n not in filters}
+    """The weights that may be compiled in as constants: those no convolution reads (filters and biases)."""
+    read = {name for node in graph.nodes if node.op_type in _CONVOLUTIONS for name in node.inputs}
+    return {n for n in params if n not in read}
 
 
 class Program:

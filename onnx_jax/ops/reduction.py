@@ -98,18 +98,16 @@ def mean_kept(x, axes: tuple[int, ...]):
     if (x.dtype != np.float32 or type(length) is not int or length < _DOT_MEAN_FROM
             or tuple(int(a) % x.ndim for a in axes) != (x.ndim - 1,)):
         return reduced(x)
-    ones = np.ones((x.shape[-1], 1), np.float32)
+    ones = np.ones((length, 1), np.float32)
     return lax.platform_dependent(
-        x, cpu=lambda v: jnp.matmul(v, ones, precision=lax.Precision.HIGHEST) / np.float32(v.shape[-1]),
+        x, cpu=lambda v: jnp.matmul(v, ones, precision=lax.Precision.HIGHEST) / np.float32(length),
         default=reduced)
 
 
 def _mean(x, axes, keepdims):
-    if x.dtype == np.float32 and axes:
+    if is_float(x.dtype):
         y = mean_kept(x, axes)
         return y if keepdims else jnp.squeeze(y, axes)
-    if is_float(x.dtype):
-        return jnp.mean(x, axes, keepdims=keepdims)
     count = math.prod(x.shape[a] for a in axes)
     return lax.div(jnp.sum(x, axes, dtype=x.dtype, keepdims=keepdims), jnp.asarray(count, x.dtype))  # truncates
 
