@@ -327,3 +327,62 @@ def test_concat_conv_refuses_pieces_that_do_not_add_up_to_the_weight():
     assert rep.run([np.ones((2, 3, 6, 5), np.float32), np.ones((2, 5, 6, 5), np.float32)])[0].shape == (2, 12, 3, 5)
     with pytest.raises(NodeExecutionError, match="has 7 channels, W expects 8"):
         rep.run([np.ones((2, 3, 6, 5), np.float32), np.ones((2, 4, 6, 5), np.float32)])
+
+
+def _embedded_rnn_model(rng, op_type: str, *, direction="bidirectional", layout=0, transposed=False,
+                        sequence_lens=False, shape_reader=False, vocabulary=11, time=5, batch=3):
+    """ids -> Gather(embedding) [-> Transpose(1, 0, 2)] -> op_type, as exporters write an embedding before an RNN."""
+    hidden, size, dirs = 4, 6, 2 if direction == "bidirectional" else 1
+    gates = {"RNN": 1, "GRU": 3, "LSTM": 4}[op_type]
+    inits = {"embedding": rng.uniform(-1, 1, (vocabulary, size)).astype(np.float32),
+             "W": rng.uniform(-1, 1, (dirs, gates * hidden, size)).astype(np.float32),
+             "R": rng.uniform(-1, 1, (dirs, gates * hidden, hidden)).astype(np.float32),
+             "B": rng.uniform(-1, 1, (dirs, 2 * gates * hidden)).astype(np.float32)}
+    x_major = (batch, time) if layout else (time, batch)
+    ids_shape = x_major[::-1] if transposed else x_major
+    inputs = [helper.make_tensor_value_info("ids", onnx.TensorProto.INT64, list(ids_shape))]
+    nodes = [helper.make_node("Gather", ["embedding", "ids"], ["e"])]
+    if transposed:
+        nodes.append(helper.make_node("Transpose", ["e"], ["x"], perm=[1, 0, 2]))
+    rnn_inputs = ["x" if transposed else "e", "W", "R", "B"]
+    if sequence_lens:
+        inputs.append(helper.make_tensor_value_info("lens", onnx.TensorProto.INT32, [batch]))
+        rnn_inputs.append("lens")
+    nodes.append(helper.make_node(op_type, rnn_inputs, ["y", "y_h"], hidden_size=hidden, direction=direction,
+                                  layout=layout))
+    outputs = [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in ("y", "y_h")]
+    if shape_reader:
+        nodes.append(helper.make_node("Shape", ["e"], ["s"]))
+        outputs.append(helper.make_tensor_value_info("s", onnx.TensorProto.INT64, None))
+    graph = helper.make_graph(nodes, "embedded_rnn", inputs, outputs,
+                              [onnx.numpy_helper.from_array(v, k) for k, v in inits.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), ids_shape
+
+
+@pytest.mark.parametrize("op_type", ["RNN", "GRU", "LSTM"])
+@pytest.mark.parametrize(("direction", "layout", "transposed", "sequence_lens", "shape_reader"), [
+    ("forward", 0, False, False, False), ("bidirectional", 0, True, False, True), ("reverse", 1, False, True, False),
+    ("bidirectional", 1, True, True, False), ("bidirectional", 0, False, True, True)])
+def test_rnn_over_an_embedding_reads_tables_of_input_projections(op_type, direction, layout, transposed,
+                                                                  sequence_lens, shape_reader):
+    """The Gather (and Transpose) before the RNN are gone, its W folded into per-direction tables embedding @ W^T;
+    results as the graph computes them as written, negative and out-of-range indices as Gather takes them."""
+    rng = np.random.default_rng(len(op_type) + layout)
+    model, ids_shape = _embedded_rnn_model(rng, op_type, direction=direction, layout=layout, transposed=transposed,
+                                           sequence_lens=sequence_lens, shape_reader=shape_reader)
+    ops = _ops(optimize(read_graph(model)))
+    assert (INTERNAL_DOMAIN, op_type) in ops and ("", "Transpose") not in ops
+    assert (("", "Gather") in ops) == shape_reader  # a Shape still reads it (its values are never computed)
+    feeds = {"ids": rng.integers(-11, 11, ids_shape)}
+    if sequence_lens:
+        feeds["lens"] = np.array([5, 0, 2], np.int32)
+    expected = onnx_jax.prepare(model, optimize=False).run(feeds)
+    assert_close(onnx_jax.prepare(model).run(feeds), expected, atol=1e-6)
+    if not sequence_lens:
+        assert_close(expected, ReferenceEvaluator(model).run(None, feeds), atol=1e-5)
+
+
+def test_embeddings_stay_where_the_tables_would_be_too_large():
+    """A table per direction of vocabulary x gates floats: not made past 4 MB and the embedding's own size."""
+    model, _ = _embedded_rnn_model(np.random.default_rng(0), "LSTM", vocabulary=40_000)
+    assert ("", "Gather") in _ops(optimize(read_graph(model)))
