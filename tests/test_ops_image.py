@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import sys
 
+import jax
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -254,3 +255,16 @@ def test_resize_nearest_by_integer_factors(scale):
     check_node("Resize", [x, None, scales], opset=19, mode="nearest", coordinate_transformation_mode="asymmetric",
                nearest_mode="floor")
 
+
+
+@pytest.mark.parametrize("mode", ["linear", "cubic"])
+def test_resize_taps_are_added_elementwise(mode):
+    """Each tap a gather, weighted and added: no reduction over a tap axis, which XLA's CPU backend ran up to 70x
+    slower (a 2x bilinear upsample of 64x56x56 under jax.jit: 40 against 0.6 ms). Same results as onnxruntime."""
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 4, 9, 7)).astype(np.float32)
+    scales = np.array([1, 1, 2.0, 1.5], np.float32)
+    model = node_model("Resize", [x, None, scales], opset=19, initializers={"x2": scales}, mode=mode)
+    fn, params = onnx_jax.to_jax(model)
+    assert "reduce" not in jax.jit(fn).lower(params, x).as_text()
+    assert_close([np.asarray(fn(params, x)[0])], ort.InferenceSession(model.SerializeToString()).run(None, {"x0": x}),
+                 atol=1e-6)
