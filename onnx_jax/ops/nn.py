@@ -98,15 +98,10 @@ def Einsum(*inputs, equation):
 
 @op("Conv", 1)
 def Conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
-    n = w.ndim - 2
-    strides, dilations = _per_axis(strides, n, 1), _per_axis(dilations, n, 1)
-    padding = _padding(auto_pad, pads, x.shape[2:], w.shape[2:], strides, dilations)
-    y = lax.conv_general_dilated(
-        x, w, strides, padding, rhs_dilation=dilations, feature_group_count=group,
-        preferred_element_type=_acc_dtype(x.dtype),
-    )
-    y = y if b is None else y + _channel_vector(b, y.ndim)
-    return y.astype(x.dtype)
+    """ONNX Conv, (O, I, spatial...) weights: ConvChannelsLast's lowering with the weights moved inside the trace
+    (for to_jax; prepare moves constant weights once, onnx_jax.optimize.channels_last_convs)."""
+    return ConvChannelsLast(x, jnp.moveaxis(jnp.asarray(w), (0, 1), (-1, -2)), b, auto_pad=auto_pad,
+                            dilations=dilations, group=group, pads=pads, strides=strides)
 
 
 @op("Conv", 1, domain="onnx_jax")
