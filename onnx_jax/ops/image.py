@@ -96,8 +96,9 @@ def _resize_axis(data, axis: int, out_len: int, scale: float, roi, *, mode, coor
         kernel, radius = (_cubic_kernel, 2) if mode == "cubic" else (_linear_kernel, 1)
         stretch = min(scale, 1.0) if antialias else 1.0
         index, weight = _taps(x, in_len, kernel, radius, cubic_coeff_a, stretch, exclude_outside)
-        # a gather per tap, weighted and added elementwise: XLA fuses them into one loop, where a gather of every
-        # tap and a sum over the tap axis ran up to 20x slower (32 -> 30 pixels of 8x3 images: 660 against 31 us)
+        # a gather per tap, weighted and added elementwise: XLA fuses them into one loop, where a gather of every tap
+        # and a sum over the tap axis ran 1.6x slower in prepare and up to 70x under jax.jit's default options (a 2x
+        # bilinear upsample of 64x56x56: 40 against 0.6 ms)
         weight = np.reshape(weight, weight.shape + (1,) * (data.ndim - axis - 1)).astype(data.dtype)
         y = sum(take_static(data, index[:, k], axis) * weight[:, k] for k in range(index.shape[1]))
     if outside is not None and outside.any():
