@@ -55,35 +55,3 @@ def test_cnn_without_constant_folding():
     cnn = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Sigmoid(),
                               torch.nn.AvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(4 * 3 * 3, 2))
     check(cnn, (1, 8, 8), do_constant_folding=False)
-
-
-class _EmbeddedRNN(torch.nn.Module):
-    def __init__(self, cell: str):
-        super().__init__()
-        self.embedding = torch.nn.Embedding(50, 8)
-        self.rnn = getattr(torch.nn, cell)(8, 12, batch_first=True, bidirectional=True)
-        self.head = torch.nn.Linear(24, 3)
-
-    def forward(self, ids):
-        return self.head(self.rnn(self.embedding(ids))[0])
-
-
-@pytest.mark.parametrize("cell", ["LSTM", "GRU", "RNN"])
-def test_embedding_before_a_recurrent_layer(cell):
-    """torch's Embedding -> bidirectional, batch-first RNN: prepare reads the input projections from tables made of
-    the embedding (onnx_jax.optimize.embedded_recurrent_inputs); results as torch's, for any batch and length."""
-    from onnx_jax.graph import read_graph
-    from onnx_jax.optimize import INTERNAL_DOMAIN, optimize
-
-    torch.manual_seed(4)
-    module = _EmbeddedRNN(cell).eval()
-    buffer = io.BytesIO()
-    torch.onnx.export(module, (torch.randint(0, 50, (2, 5)),), buffer, opset_version=14, dynamo=False,
-                      input_names=["ids"], dynamic_axes={"ids": {0: "batch", 1: "time"}})
-    assert (INTERNAL_DOMAIN, cell) in [(n.domain, n.op_type) for n in optimize(read_graph(buffer.getvalue())).nodes]
-    rep = onnx_jax.prepare(buffer.getvalue())
-    for batch, time in ((1, 9), (4, 3)):
-        ids = torch.randint(0, 50, (batch, time))
-        (ours,) = rep.run({"ids": ids.numpy()})
-        with torch.no_grad():
-            np.testing.assert_allclose(ours, module(ids).numpy(), rtol=1e-4, atol=1e-5)
