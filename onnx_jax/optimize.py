@@ -22,10 +22,8 @@ INTERNAL_DOMAIN = "onnx_jax"  # ops that only the rewrites below create
 def optimize(graph: Graph, registry: Registry = REGISTRY) -> Graph:
     """The inference rewrites: what is computed from weights and constants alone computed once, zero Pads and
     BatchNormalizations folded into the Conv beside them, channels-last conv weights, 1x1 convs of channel
-    concatenations as sums, embeddings read by an RNN as tables of its input projections, Gemm weights stored the way
-    they are multiplied."""
+    concatenations as sums, Gemm weights stored the way they are multiplied."""
     graph = fold_batchnorm(fold_pads_into_convs(fold_weight_expressions(graph, registry)))
-    graph = embedded_recurrent_inputs(graph)
     return untransposed_gemm_weights(convs_over_concats(channels_last_convs(graph)))
 
 
@@ -189,63 +187,6 @@ def _is_pointwise(conv: Node, inits: dict[str, np.ndarray]) -> bool:
             and conv.attrs.get("auto_pad", "NOTSET") in ("NOTSET", "VALID") and not any(conv.attrs.get("pads") or ()))
 
 
-_RECURRENT = ("RNN", "GRU", "LSTM")
-_EMBEDDED_TABLE_BYTES = 2**22  # tables larger than this, and than the embedding, are not made
-
-
-def embedded_recurrent_inputs(graph: Graph) -> Graph:
-    """An RNN, GRU or LSTM whose X is the Gather of a constant embedding (by rows, perhaps transposed to time-major)
-    reads its input projections X W^T from per-direction tables `embedding @ W[d]^T`, made here once, by the
-    embedding's indices: a row read per step instead of a product (bidi-lstm-bytes: a [time * batch, 32] by [32,
-    512] product per direction and call). The internal op is the recurrent op over Embedded inputs (ops/rnn.py)."""
-    producer = {out: node for node in graph.nodes for out in node.outputs}
-    inits, taken = dict(graph.initializers), _names(graph)
-    replaced: dict[Node, Node] = {}
-    chains: list[Node] = []  # the Transposes and Gathers now read by nothing but a Shape, or nothing
-    for rnn in graph.nodes:
-        if rnn.op_type not in _RECURRENT or rnn.domain != "" or len(rnn.inputs) < 3 or rnn.inputs[1] not in inits:
-            continue
-        chain = _embedding_chain(rnn.inputs[0], producer)
-        if chain is None:
-            continue
-        gather, transposed = chain[-1], len(chain) == 2
-        if gather.inputs[0] not in inits:
-            continue
-        embedding, w = inits[gather.inputs[0]], inits[rnn.inputs[1]]
-        if (embedding.ndim != 2 or w.ndim != 3 or embedding.dtype != w.dtype or not is_float(w.dtype)
-                or w.shape[-1] != embedding.shape[1]):
-            continue
-        tables = np.einsum("vi,dgi->dvg", embedding.astype(np.float64), w.astype(np.float64)).astype(w.dtype)
-        if tables.nbytes > max(_EMBEDDED_TABLE_BYTES, embedding.nbytes):
-            continue
-        name = _fresh(f"{rnn.inputs[1]}/embedded", taken)
-        inits[name] = tables
-        attrs = {**rnn.attrs, "transposed": int(transposed)}
-        attrs.pop("output_sequence", None)  # LSTM-1's: which outputs there are, the node's outputs already say
-        replaced[rnn] = replace(rnn, domain=INTERNAL_DOMAIN, opset=1, inputs=(gather.inputs[1], name, *rnn.inputs[2:]),
-                                attrs=attrs)
-        chains += chain
-    if not replaced:
-        return graph
-    nodes = tuple(replaced.get(n, n) for n in graph.nodes)
-    graph = replace(graph, nodes=nodes, initializers=inits, opsets={**graph.opsets, INTERNAL_DOMAIN: 1})
-    return _without_unread(_without_nodes_unread(graph, chains))
-
-
-def _embedding_chain(x: str, producer: dict[str, Node]) -> tuple[Node, ...] | None:
-    """The nodes that make `x` from an embedding: (Gather,) or (Transpose swapping the two leading axes, Gather);
-    None where `x` is made otherwise."""
-    chain: tuple[Node, ...] = ()
-    node = producer.get(x)
-    if node is not None and node.domain == "" and node.op_type == "Transpose":
-        if tuple(node.attrs.get("perm", ())) != (1, 0, 2):
-            return None
-        chain, node = (node,), producer.get(node.inputs[0])
-    if node is None or node.domain != "" or node.op_type != "Gather" or node.attrs.get("axis", 0) != 0:
-        return None
-    return (*chain, node)
-
-
 def untransposed_gemm_weights(graph: Graph) -> Graph:
     """Gemm with transB=1 on a constant B (every torch Linear) gets B transposed here once.
 
@@ -301,15 +242,6 @@ def _readers(graph: Graph) -> collections.Counter:
     counts = collections.Counter(n for node in graph.walk() for n in node.inputs if n)
     counts.update(o.name for o in graph.outputs)
     return counts
-
-
-def _without_nodes_unread(graph: Graph, candidates: list[Node]) -> Graph:
-    """Without those of the `candidates` (in the order they are read) whose outputs nothing reads any more."""
-    for node in candidates:
-        readers = _readers(graph)
-        if not any(readers[o] for o in node.outputs if o):
-            graph = replace(graph, nodes=tuple(n for n in graph.nodes if n is not node))
-    return graph
 
 
 def _without_unread(graph: Graph) -> Graph:

@@ -4,7 +4,6 @@ the LSTM step are shared with com.microsoft's DynamicQuantizeLSTM, ops/microsoft
 from __future__ import annotations
 
 import inspect
-from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -71,24 +70,24 @@ def _in_processing_order(gates_x, reverse: tuple[bool, ...]) -> tuple:
     return tuple(gates_x[::-1, d] if r else gates_x[:, d] for d, r in enumerate(reverse))
 
 
-def _recurrence(cell, steps: tuple, state: tuple, sequence_lens, reverse: tuple[bool, ...], stacked=jnp.stack):
+def _recurrence(cell, steps: tuple, state: tuple, sequence_lens, reverse: tuple[bool, ...]):
     """Scan `cell(x_t, state) -> state` over time, every direction at once.
 
     `steps` holds one [time, batch, gates] per direction in the order it runs (a backward direction's reversed in
-    time); cell sees a step's entries as `stacked` makes them, by default stacked: [directions, batch, gates]. Each
-    state entry is [directions, batch, hidden], the hidden state first. Past a sequence's length the state is held
-    and the output is zero, so a backward direction starts at each sequence's last valid step. Returns Y [time,
-    directions, batch, hidden] in time order and the final state.
+    time); cell sees them stacked, [directions, batch, gates], and each state entry is [directions, batch, hidden]
+    with the hidden state first. Past a sequence's length the state is held and the output is zero, so a backward
+    direction starts at each sequence's last valid step. Returns Y [time, directions, batch, hidden] in time order
+    and the final state.
     """
-    time, batch = steps[0].shape[0], state[0].shape[1]
+    time, batch = steps[0].shape[:2]
     valid = None
     if sequence_lens is not None:
         valid = jnp.arange(time)[:, None] < jnp.asarray(sequence_lens)[None, :]
-        valid = _flip_time(jnp.broadcast_to(valid[:, None, :, None], (time, len(reverse), batch, 1)), reverse)
+        valid = _flip_time(jnp.broadcast_to(valid[:, None, :, None], (time, len(steps), batch, 1)), reverse)
 
     def step(state, inputs):
         xs, ok = inputs
-        new = cell(stacked(xs), state)
+        new = cell(jnp.stack(xs), state)
         if ok is None:
             return new, new[0]
         return tuple(jnp.where(ok, n, s) for n, s in zip(new, state)), jnp.where(ok, new[0], 0)
@@ -99,50 +98,21 @@ def _recurrence(cell, steps: tuple, state: tuple, sequence_lens, reverse: tuple[
     return _flip_time(ys, reverse), final
 
 
-class Embedded(NamedTuple):
-    """X given as an embedding's indices into per-direction tables of input projections: X[t, b] @ W[d]^T is
-    tables[d, ids[t, b]] (onnx_jax.optimize folds an embedding's Gather into the weight: one row read per step,
-    not a product)."""
-
-    ids: Any  # [time, batch] (layout 0) or [batch, time], each in range
-    tables: Any  # [directions, vocabulary, gates]
-
-    @property
-    def shape(self) -> tuple:
-        return tuple(self.ids.shape)
-
-    @property
-    def dtype(self):
-        return self.tables.dtype
-
-
 def _run(cell, X, W, R, bias, sequence_lens, initial: tuple, layout: int, reverse: tuple[bool, ...]):
     """What RNN, GRU and LSTM share: layouts, default states, the input projection of all steps, the scan.
 
     Returns (Y, *final states) in the op's layout.
     """
     if layout:
-        X = X._replace(ids=X.ids.T) if isinstance(X, Embedded) else jnp.swapaxes(X, 0, 1)
+        X = jnp.swapaxes(X, 0, 1)
         initial = tuple(None if s is None else jnp.swapaxes(s, 0, 1) for s in initial)
     zeros = jnp.zeros((len(reverse), X.shape[1], R.shape[-1]), X.dtype)
     state = tuple(zeros if s is None else jnp.asarray(s) for s in initial)
-    if isinstance(X, Embedded):  # each step gathers its rows of the tables: no [time, batch, gates] array is written
-        directions, vocabulary, gates = X.tables.shape
-        tables = jnp.reshape(X.tables, (directions * vocabulary, gates))
-        # every direction's rows of the stacked tables, [time, directions, batch], in the order each one runs
-        index = jnp.stack([X.ids[::-1] if r else X.ids for r in reverse], axis=1).astype(jnp.int32)
-        steps = (index + jnp.arange(directions, dtype=jnp.int32)[:, None] * vocabulary,)
-
-        def rows(step: tuple):
-            return tables.at[step[0]].get(mode="promise_in_bounds", wrap_negative_indices=False) + bias[:, None]
-
-        Y, final = _recurrence(cell, steps, state, sequence_lens, reverse, rows)
-    else:
-        # one product per direction, written in the order that direction runs: no copies of every step's gates into
-        # a [time, directions] array and reversed (bidi-lstm-bytes 11.7 -> 6.6 ms at batch 8, 3.0 -> 2.1-2.4 at b1)
-        W = jnp.asarray(W)
-        steps = tuple(jnp.einsum("tbi,gi->tbg", X[::-1] if r else X, W[d]) + bias[d] for d, r in enumerate(reverse))
-        Y, final = _recurrence(cell, steps, state, sequence_lens, reverse)
+    # one product per direction, written in the order that direction runs: no copies of every step's gates into a
+    # [time, directions] array and reversed (bidi-lstm-bytes 11.7 -> 6.6 ms at batch 8, 3.0 -> 2.1-2.4 at batch 1)
+    W = jnp.asarray(W)
+    steps = tuple(jnp.einsum("tbi,gi->tbg", X[::-1] if r else X, W[d]) + bias[d] for d, r in enumerate(reverse))
+    Y, final = _recurrence(cell, steps, state, sequence_lens, reverse)
     if layout:
         return (jnp.transpose(Y, (2, 0, 1, 3)), *(jnp.swapaxes(s, 0, 1) for s in final))
     return (Y, *final)
@@ -261,34 +231,6 @@ def _older(fn, since: int, *, drop: tuple[str, ...] = (), **only_older):
     older.__name__ = older.__qualname__ = f"{fn.__name__}_{since}"
     older.__doc__ = f"{fn.__name__} as opset {since} defines it."
     op(fn.__name__, since)(older)
-
-
-def _embedded(fn):
-    """Register `fn` in onnx_jax's domain for onnx_jax.optimize's rewrite of an embedding feeding it: its inputs X
-    and W become the embedding's indices and the tables of input projections (Embedded); `transposed` says the
-    indices are [batch, time] where X is [time, batch] (or the other way round, for layout 1)."""
-    signature = inspect.signature(fn)
-    params = list(signature.parameters.values())
-    inputs = [params[0].replace(name="ids"), params[1].replace(name="tables"), *params[2:]]
-    keyword = [inspect.Parameter("transposed", inspect.Parameter.KEYWORD_ONLY, default=0)]
-
-    def embedded(ids, tables, *inputs, transposed=0, **attrs):
-        tables = jnp.asarray(tables)
-        ids = jnp.asarray(ids)
-        if ids.ndim != 2:
-            raise ValueError(f"X, the Gather of an embedding by indices of shape {ids.shape}, must be 3-D")
-        ids = jnp.clip(jnp.where(ids < 0, ids + tables.shape[1], ids), 0, tables.shape[1] - 1)  # as Gather
-        return fn(Embedded(ids.T if transposed else ids, tables), tables, *inputs, **attrs)
-
-    embedded.__signature__ = signature.replace(parameters=[*inputs, *keyword])
-    embedded.__name__ = embedded.__qualname__ = f"{fn.__name__}_embedded"
-    embedded.__doc__ = f"{fn.__name__} over an embedding's indices (made by onnx_jax.optimize)."
-    op(fn.__name__, 1, domain="onnx_jax")(embedded)
-
-
-_embedded(RNN)
-_embedded(GRU)
-_embedded(LSTM)
 
 
 # output_sequence (opset 1) only said whether Y may be left out, which the node's outputs already say.
