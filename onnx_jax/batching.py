@@ -16,21 +16,13 @@ import numpy as np
 
 from .compiler import is_static, subgraphs
 from .dtypes import is_float
-from .graph import Graph, Node
+from .graph import ELEMENTWISE, Graph, Node
 from .optimize import INTERNAL_DOMAIN
 
 MMAP_THRESHOLD = 32 * 2**20  # glibc's largest dynamic mmap threshold: bigger blocks are mapped on every run
 
 BATCH, SAME, DIFFERS = "batch", "same", "differs"  # a value: carries the batch on axis 0; equal in both traces; not
 
-_ELEMENTWISE = frozenset({
-    "Abs", "Acos", "Acosh", "Add", "And", "Asin", "Asinh", "Atan", "Atanh", "BitwiseAnd", "BitwiseNot", "BitwiseOr",
-    "BitwiseXor", "Cast", "CastLike", "Ceil", "Celu", "Clip", "Cos", "Cosh", "Div", "Elu", "Equal", "Erf", "Exp",
-    "Floor", "Gelu", "Greater", "GreaterOrEqual", "HardSigmoid", "HardSwish", "Identity", "IsInf", "IsNaN",
-    "LeakyRelu", "Less", "LessOrEqual", "Log", "Max", "Mean", "Min", "Mish", "Mod", "Mul", "Neg", "Not", "Or",
-    "Pow", "PRelu", "Reciprocal", "Relu", "Round", "Selu", "Sigmoid", "Sign", "Sin", "Sinh", "Softplus",
-    "Softsign", "Sqrt", "Sub", "Sum", "Tan", "Tanh", "ThresholdedRelu", "Where", "Xor",
-})
 # ops over each sample's own axes: the first input carries the batch, the others are weights
 _SAMPLEWISE = frozenset({
     "AveragePool", "BatchNormalization", "Conv", "ConvTranspose", "DepthToSpace", "GlobalAveragePool",
@@ -126,10 +118,12 @@ def _acts_per_sample(node: Node, kinds: list[str], whole: Mapping[str, Any]) -> 
             return kinds[0] == BATCH and set(kinds[1:]) <= {SAME}
         if op == "ConcatConv":  # (weight, bias, *pieces)
             return set(kinds[:2]) <= {SAME} and all(k == BATCH for k in kinds[2:])
+        if op == "Materialized":
+            return kinds[0] == BATCH
         return False
     if node.domain not in ("", "ai.onnx"):
         return False
-    if op in _ELEMENTWISE:
+    if op in ELEMENTWISE:
         # a shared operand must broadcast along the batch axis: fewer axes, or a first axis of 1
         return all(r == rank if k == BATCH else (r < rank or np.shape(whole[n])[0] == 1)
                    for n, k, r in zip(node.inputs, kinds, ranks) if n)

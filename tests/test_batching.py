@@ -68,6 +68,18 @@ def test_a_per_sample_cnn_runs_sliced_with_the_same_results(slice_everything, ba
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_residual_blocks_with_materialized_activations_run_sliced(slice_everything):
+    """onnx_jax.optimize's Materialized nodes (each block's input, written once) act on each sample alone."""
+    from test_optimize import residual_model
+
+    model = residual_model()
+    x = np.random.default_rng(3).uniform(-1, 1, (4, 3, 12, 12)).astype(np.float32)
+    (y,), micro = _run(model, {"x": x})
+    assert micro == 1
+    (expected,) = ReferenceEvaluator(model).run(None, {"x": x})
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_a_sliced_batch_that_the_cores_divide_runs_split_over_them(slice_everything, monkeypatch):
     """Each core loops over the slices of its part of the batch (any FLOPs counting as many here); a batch the
     cores do not divide stays sliced on one device."""

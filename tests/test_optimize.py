@@ -327,3 +327,74 @@ def test_concat_conv_refuses_pieces_that_do_not_add_up_to_the_weight():
     assert rep.run([np.ones((2, 3, 6, 5), np.float32), np.ones((2, 5, 6, 5), np.float32)])[0].shape == (2, 12, 3, 5)
     with pytest.raises(NodeExecutionError, match="has 7 channels, W expects 8"):
         rep.run([np.ones((2, 3, 6, 5), np.float32), np.ones((2, 4, 6, 5), np.float32)])
+
+
+def residual_model(blocks: int = 3, channels: int = 32, seed: int = 0) -> onnx.ModelProto:
+    """A first layer, then residual blocks as ResNet's: r' = Relu(r + Conv(Relu(Conv(r)))), 1x1 convolutions (matmuls)."""
+    rng = np.random.default_rng(seed)
+    inits = {"w0": rng.uniform(-0.5, 0.5, (channels, 3, 3, 3)).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["c0"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c0"], ["r0"])]
+    for k in range(blocks):
+        inits[f"wa{k}"] = rng.uniform(-0.3, 0.3, (channels, channels, 1, 1)).astype(np.float32)
+        inits[f"wb{k}"] = rng.uniform(-0.3, 0.3, (channels, channels, 1, 1)).astype(np.float32)
+        inits[f"bb{k}"] = rng.uniform(-1, 1, channels).astype(np.float32)
+        nodes += [helper.make_node("Conv", [f"r{k}", f"wa{k}"], [f"a{k}"]), helper.make_node("Relu", [f"a{k}"], [f"h{k}"]),
+                  helper.make_node("Conv", [f"h{k}", f"wb{k}", f"bb{k}"], [f"b{k}"]),
+                  helper.make_node("Add", [f"r{k}", f"b{k}"], [f"s{k}"]),
+                  helper.make_node("Relu", [f"s{k}"], [f"r{k + 1}"])]
+    graph = helper.make_graph(
+        nodes, "residual", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 3, 12, 12])],
+        [helper.make_tensor_value_info(f"r{blocks}", onnx.TensorProto.FLOAT, None)],
+        [onnx.numpy_helper.from_array(v, k) for k, v in inits.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_residual_blocks_read_each_activation_once():
+    """Each block's input, read by its first convolution and its residual Add, is written once (Materialized): no
+    block's fusion recomputes the blocks before it, as XLA's fusion did (the last one read every block's product and
+    the model's input, recomputing the first layer)."""
+    model = residual_model()
+    graph = optimize(read_graph(model))
+    stored = [n for n in graph.nodes if n.op_type == "Materialized"]
+    assert [(n.domain, n.inputs, n.attrs) for n in stored] == [
+        (INTERNAL_DOMAIN, (f"r{k}",), {"channels_last": 1}) for k in range(3)]  # not r3, the graph's output
+    x = np.random.default_rng(1).uniform(-1, 1, (2, 3, 12, 12)).astype(np.float32)
+    rep = onnx_jax.prepare(model)
+    assert_close(rep.run([x]), ReferenceEvaluator(model).run(None, {"x": x}), atol=1e-5)
+    hlo = next(iter(rep._cache.values())).executable.as_text()
+    operands = [m.count("%") for m in re.findall(r"= \S+ fusion\(([^)]*)\)", hlo[hlo.index("ENTRY"):])]
+    assert max(operands) <= 3, hlo  # a block's sum reads the previous sum, its bias and its product
+
+
+def test_activations_stay_unmaterialized_without_a_second_kind_of_reader():
+    """Read by convolutions alone (both written out anyway), or by no convolution, a value is left to XLA."""
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Conv", ["r", "w1"], ["a"]),
+             helper.make_node("Conv", ["r", "w2"], ["b"]), helper.make_node("Add", ["a", "b"], ["s"]),
+             helper.make_node("Sigmoid", ["s"], ["g"]), helper.make_node("Mul", ["s", "g"], ["y"])]
+    rng = np.random.default_rng(2)
+    inits = {n: rng.uniform(-1, 1, (4, 4, 1, 1)).astype(np.float32) for n in ("w1", "w2")}
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4, 3, 3])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+                              [onnx.numpy_helper.from_array(v, k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert "Materialized" not in [n.op_type for n in optimize(read_graph(model)).nodes]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, "bfloat16"])
+@pytest.mark.parametrize("channels_last", [0, 1])
+def test_materialized_is_the_value_itself(dtype, channels_last):
+    """x / 1 with ones made from x: bit for bit x, infinities, NaN, -0 and subnormals included (other types than
+    float32 are passed through)."""
+    import jax
+    import ml_dtypes
+
+    from onnx_jax.ops.elementwise import Materialized
+
+    dtype = np.dtype(ml_dtypes.bfloat16 if dtype == "bfloat16" else dtype)
+    info = ml_dtypes.finfo(dtype)
+    special = np.array([np.inf, -np.inf, np.nan, -0.0, 0.0, info.smallest_subnormal, -info.smallest_subnormal,
+                        info.max, info.min, 1.0, -3.5, info.eps], dtype)
+    x = np.resize(special, (2, 3, 4, 2)).astype(dtype)
+    y = np.asarray(jax.jit(lambda v: Materialized(v, channels_last=channels_last))(x))
+    assert y.dtype == dtype and y.shape == x.shape
+    assert np.array_equal(y.view(f"u{dtype.itemsize}"), x.view(f"u{dtype.itemsize}"))

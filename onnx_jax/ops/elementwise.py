@@ -11,6 +11,7 @@ import numpy as np
 from jax import lax
 from onnx import TensorProto
 
+from ..compiler import is_static
 from ..dtypes import is_float, to_numpy_dtype
 from ..registry import op
 
@@ -343,3 +344,21 @@ def BitCast(input, *, to):
         parts = lax.bitcast_convert_type(x, np.dtype(f"f{dtype.itemsize // 2}"))
         return lax.complex(parts[..., 0], parts[..., 1])
     return lax.bitcast_convert_type(x, dtype)
+
+
+@op("Materialized", 1, domain="onnx_jax")
+def Materialized(x, *, channels_last=0):
+    """`x` itself, written out once and read back (made by onnx_jax.optimize for an activation that a convolution or
+    matmul reads beside other nodes). XLA's CPU fusion recomputes a cheap elementwise value inside each fusible reader,
+    and those readers' values inside theirs: down a ResNet stage every block's residual sum re-read the outputs of all
+    the blocks before it. A division is an op it does not duplicate, and x / 1 is exact; the ones are made from x
+    (1 where x * 0 is 0 or NaN) so that XLA can neither fold them nor hoist one reciprocal out of a loop.
+    `channels_last`: x is the channels-first view of channels-last convolution outputs, divided in their layout. Other
+    types than float32 pass as they are (XLA's CPU division of bfloat16 flushes its subnormals to zero)."""
+    if is_static(x) or jnp.result_type(x) != np.float32:
+        return x
+    moved = channels_last and x.ndim >= 3
+    y = jnp.moveaxis(x, 1, -1) if moved else x
+    zero = y * 0  # 0, or NaN where y is infinite or NaN
+    y = y / jnp.where(zero == 0, zero + 1, 1).astype(y.dtype)
+    return jnp.moveaxis(y, -1, 1) if moved else y
