@@ -583,9 +583,9 @@ def test_softmax_family(data):
 @SOME
 @given(st.data())
 def test_softmax_over_long_and_short_last_axes(data):
-    """From 160 values along the last axis the reductions fold over shifted slices, over 2-16 value by value
+    """From 64 values along the last axis the reductions fold over shifted slices, over 2-16 value by value
     (ops/reduction.py)."""
-    length = data.draw(st.sampled_from([2, 3, 10, 16, 160, 197, 750, 2081]))
+    length = data.draw(st.sampled_from([2, 3, 10, 16, 64, 128, 197, 750, 2081]))
     x = np.random.default_rng(data.draw(st.integers(0, 2**16))).normal(0, 5, (data.draw(st.integers(1, 3)), length))
     x = x.astype(data.draw(st.sampled_from([np.float32, np.float64])))
     x[:, data.draw(st.integers(0, length - 1))] = -np.inf  # a masked key

@@ -181,8 +181,9 @@ def test_det(data):
 @settings(max_examples=12)
 @given(st.data())
 def test_reduce_trailing_folds_long_trailing_axes(data):
-    """Lengths from 160 up take shifted-slice folds (with a remainder; past 2048 values in wider slices)."""
-    trailing = data.draw(st.sampled_from([(160,), (161,), (197,), (750,), (4, 50), (2081,), (4100,), (64,)]))
+    """Lengths from 64 up take shifted-slice folds (with a remainder; past 2048 values in wider slices)."""
+    trailing = data.draw(st.sampled_from([(64,), (95,), (128,), (160,), (197,), (750,), (4, 50), (2081,), (4100,),
+                                          (63,)]))
     lead = data.draw(st.sampled_from([(), (1,), (2,), (2, 3)]))
     dtype = data.draw(st.sampled_from([np.float32, np.float64]))
     x = np.random.default_rng(data.draw(st.integers(0, 2**16))).normal(0, 10, lead + trailing).astype(dtype)

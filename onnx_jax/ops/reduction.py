@@ -38,10 +38,11 @@ def _highest(dtype):
 # XLA's CPU reduction along a long minor axis (split into a reduce-window of 32 and a reduce, for accuracy) is not
 # vectorized: Whisper's softmax over 750 keys spent more time in its two reductions than in its exponentials. Folded
 # elementwise first, 32 lanes at a time over shifted slices of the axis, the same sums and maxima run 1.3-2x faster
-# from ~200 values on (a softmax over 197 or 750 keys); at 128 keys, or in BERT's layer norms over 256, XLA's fusions
-# of the folds made the whole model slower, so shorter axes are left to XLA.
+# from ~200 values on (a softmax over 197 or 750 keys). From 64 values (two slices) on since the eighth session: on the
+# Intel VM a softmax over 128 keys folded made BERT, GPT-2 and LLaMA 0.93-0.97x at batch 1 (0.94-0.98x at 8); on the
+# AMD VM, when layer norms over 256 folded too (they are products with ones now: mean_kept), 128 had measured slower.
 _FOLD_LANES = 32
-_FOLD_FROM = 160
+_FOLD_FROM = 64
 # An axis of a few values (a classifier's scores) folds value by value: a softmax over it is then three loops instead of
 # four kernels, ~0.6 us of a call at batch 1; ArgMax/ArgMin over it choose column by column (arg_extreme)
 _FOLD_UP_TO = 16
