@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import jax
+import ml_dtypes
 import numpy as np
 import onnx
 import pytest
@@ -16,6 +18,7 @@ from test_ops_nn import conv_case
 import onnx_jax
 from onnx_jax.errors import NodeExecutionError
 from onnx_jax.graph import read_graph
+from onnx_jax.ops.elementwise import Materialized
 from onnx_jax.optimize import INTERNAL_DOMAIN, optimize
 from oracle import arrays, assert_close, node_model
 
@@ -330,7 +333,8 @@ def test_concat_conv_refuses_pieces_that_do_not_add_up_to_the_weight():
 
 
 def residual_model(blocks: int = 3, channels: int = 32, seed: int = 0) -> onnx.ModelProto:
-    """A first layer, then residual blocks as ResNet's: r' = Relu(r + Conv(Relu(Conv(r)))), 1x1 convolutions (matmuls)."""
+    """A first layer, then residual blocks as ResNet's: r' = Relu(r + Conv(Relu(Conv(r)))), with 1x1 convolutions
+    (matmuls)."""
     rng = np.random.default_rng(seed)
     inits = {"w0": rng.uniform(-0.5, 0.5, (channels, 3, 3, 3)).astype(np.float32)}
     nodes = [helper.make_node("Conv", ["x", "w0"], ["c0"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c0"], ["r0"])]
@@ -338,7 +342,8 @@ def residual_model(blocks: int = 3, channels: int = 32, seed: int = 0) -> onnx.M
         inits[f"wa{k}"] = rng.uniform(-0.3, 0.3, (channels, channels, 1, 1)).astype(np.float32)
         inits[f"wb{k}"] = rng.uniform(-0.3, 0.3, (channels, channels, 1, 1)).astype(np.float32)
         inits[f"bb{k}"] = rng.uniform(-1, 1, channels).astype(np.float32)
-        nodes += [helper.make_node("Conv", [f"r{k}", f"wa{k}"], [f"a{k}"]), helper.make_node("Relu", [f"a{k}"], [f"h{k}"]),
+        nodes += [helper.make_node("Conv", [f"r{k}", f"wa{k}"], [f"a{k}"]),
+                  helper.make_node("Relu", [f"a{k}"], [f"h{k}"]),
                   helper.make_node("Conv", [f"h{k}", f"wb{k}", f"bb{k}"], [f"b{k}"]),
                   helper.make_node("Add", [f"r{k}", f"b{k}"], [f"s{k}"]),
                   helper.make_node("Relu", [f"s{k}"], [f"r{k + 1}"])]
@@ -385,11 +390,6 @@ def test_activations_stay_unmaterialized_without_a_second_kind_of_reader():
 def test_materialized_is_the_value_itself(dtype, channels_last):
     """x / 1 with ones made from x: bit for bit x, infinities, NaN, -0 and subnormals included (other types than
     float32 are passed through)."""
-    import jax
-    import ml_dtypes
-
-    from onnx_jax.ops.elementwise import Materialized
-
     dtype = np.dtype(ml_dtypes.bfloat16 if dtype == "bfloat16" else dtype)
     info = ml_dtypes.finfo(dtype)
     special = np.array([np.inf, -np.inf, np.nan, -0.0, 0.0, info.smallest_subnormal, -info.smallest_subnormal,
