@@ -256,7 +256,6 @@ def test_resize_nearest_by_integer_factors(scale):
                nearest_mode="floor")
 
 
-
 @pytest.mark.parametrize("mode", ["linear", "cubic"])
 def test_resize_taps_are_added_elementwise(mode):
     """Each tap a gather, weighted and added: no reduction over a tap axis, which XLA's CPU backend ran up to 70x

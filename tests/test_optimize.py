@@ -385,16 +385,18 @@ def test_activations_stay_unmaterialized_without_a_second_kind_of_reader():
     assert "Materialized" not in [n.op_type for n in optimize(read_graph(model)).nodes]
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float16, "bfloat16"])
-@pytest.mark.parametrize("channels_last", [0, 1])
-def test_materialized_is_the_value_itself(dtype, channels_last):
+@settings(max_examples=20)
+@given(dtype=st.sampled_from([np.float32, np.float16, ml_dtypes.bfloat16]), channels_last=st.sampled_from([0, 1]),
+       shape=st.sampled_from([(2, 3, 4, 2), (1, 5, 7), (3, 4)]), data=st.data())
+def test_materialized_is_the_value_itself(dtype, channels_last, shape, data):
     """x / 1 with ones made from x: bit for bit x, infinities, NaN, -0 and subnormals included (other types than
     float32 are passed through)."""
-    dtype = np.dtype(ml_dtypes.bfloat16 if dtype == "bfloat16" else dtype)
+    dtype = np.dtype(dtype)
     info = ml_dtypes.finfo(dtype)
-    special = np.array([np.inf, -np.inf, np.nan, -0.0, 0.0, info.smallest_subnormal, -info.smallest_subnormal,
-                        info.max, info.min, 1.0, -3.5, info.eps], dtype)
-    x = np.resize(special, (2, 3, 4, 2)).astype(dtype)
+    x = data.draw(arrays(np.float32, shape, low=-1e4, high=1e4)).astype(dtype)
+    special = [np.inf, -np.inf, np.nan, -0.0, info.smallest_subnormal, -info.smallest_subnormal, info.max, info.min]
+    for value in data.draw(st.lists(st.sampled_from(special), max_size=6)):
+        x.reshape(-1)[data.draw(st.integers(0, x.size - 1))] = value
     y = np.asarray(jax.jit(lambda v: Materialized(v, channels_last=channels_last))(x))
     assert y.dtype == dtype and y.shape == x.shape
     assert np.array_equal(y.view(f"u{dtype.itemsize}"), x.view(f"u{dtype.itemsize}"))
