@@ -463,7 +463,7 @@ class OnnxJaxRep(BackendRep):
         """The segment as a loop over slices of its batch (axis 0 of the inputs), where its temporaries are large
         enough to be mapped afresh on every run and every node acts on each sample alone (batching.py); with
         the batch split over one_thread_cpus(cpu_cores()) too where it has at least SPLIT_FLOPS and each core's part
-        is two or more whole slices. `fn` is the traced function, which leaves its values by name in found["env"]."""
+        is two or more samples. `fn` is the traced function, which leaves its values by name in found["env"]."""
         batch, batched = self._batch(values)
         temp = getattr(segment.executable.memory_analysis(), "temp_size_in_bytes", 0) or 0
         micro = batching.micro_batch(batch, temp)
@@ -471,47 +471,58 @@ class OnnxJaxRep(BackendRep):
             return None
         whole, names = found["env"], list(values)
 
-        def looping(part: int) -> Any:
-            """fn over `part` samples, run as a loop over slices of `micro` of them."""
+        def looping(part: int, size: int) -> Any:
+            """fn over `part` samples, run as a loop over slices of `size` of them."""
 
             def loop(params: tuple[Any, ...], *arrays: Any) -> tuple[Any, ...]:
                 shared = {n: a for n, a in zip(names, arrays) if n not in batched}
-                slices = {n: a.reshape((part // micro, micro, *a.shape[1:])) for n, a in zip(names, arrays)
+                slices = {n: a.reshape((part // size, size, *a.shape[1:])) for n, a in zip(names, arrays)
                           if n in batched}
                 stacked = jax.lax.map(lambda piece: fn(params, *[piece.get(n, shared.get(n)) for n in names]), slices)
                 return tuple(o.reshape((part, *o.shape[2:])) for o in stacked)
 
             return loop
 
+        def independent(size: int) -> bool:
+            """Whether the latest trace, on slices of `size` samples, computes each sample alone (batching.py)."""
+            return batching.per_sample(self.program.graph, whole, found["env"], batched, (batch, size))
+
         with x64(self.precision):
             try:
-                traced = jax.jit(looping(batch)).trace(self._params, *values.values())
+                traced = jax.jit(looping(batch, micro)).trace(self._params, *values.values())
             except (OnnxJaxError, TypeError, ValueError):  # the graph does not work on a slice: keep the whole batch
                 return None
-            if not batching.per_sample(self.program.graph, whole, found["env"], batched, (batch, micro)):
+            if not independent(micro):
                 return None
-            split = self._split_slices(looping, batch, micro, batched, values, flops)
+            split = self._split_slices(looping, independent, batch, micro, batched, values, flops)
             if split is not None:
-                return dataclasses.replace(segment, executable=split, micro_batch=micro, packing=None,
+                executable, size = split
+                return dataclasses.replace(segment, executable=executable, micro_batch=size, packing=None,
                                            placement="split")
             executable = _compile_lowered(traced.lower(), self.device)
         return dataclasses.replace(segment, executable=executable, micro_batch=micro, packing=None)
 
-    def _split_slices(self, looping: Any, batch: int, micro: int, batched: frozenset[str], values: dict[str, Any],
-                      flops: float) -> jax.stages.Compiled | None:
+    def _split_slices(self, looping: Any, independent: Callable[[int], bool], batch: int, micro: int,
+                      batched: frozenset[str], values: dict[str, Any],
+                      flops: float) -> tuple[jax.stages.Compiled, int] | None:
         """The sliced loop run on each core's part of the batch (shard_map: the samples are independent, as
-        `per_sample` showed, so the parts exchange nothing); None unless each part is two or more whole slices. (A
-        part of one slice is the plain split, which ran MobileNetV2 at batch 8 1.0-1.28x slower than its slices.)"""
+        `per_sample` showed, so the parts exchange nothing), and its slice size: at most `micro` samples, so that
+        each part is two or more slices; None where a part is one sample. (A part of one slice is the plain split,
+        which ran MobileNetV2 at batch 8 1.0-1.28x slower than its slices of 4 on JAX's client; two slices of 2 a
+        core ran it 0.76-0.86x.)"""
         mesh = _split_mesh(batch, flops)
         part = batch // mesh.size if mesh is not None else 0
-        if mesh is None or part % micro or part == micro:
+        size = batching.part_slice(part, micro) if mesh is not None else None
+        if size is None:
             return None
         specs = tuple(PartitionSpec("batch" if n in batched else None) for n in values)
         try:
-            parts = jax.shard_map(looping(part), mesh=mesh, in_specs=(PartitionSpec(), *specs),
+            parts = jax.shard_map(looping(part, size), mesh=mesh, in_specs=(PartitionSpec(), *specs),
                                   out_specs=PartitionSpec("batch"), check_vma=False)
-            return _compile_lowered(jax.jit(parts).lower(self._weights("split"), *values.values()),
-                                    mesh.devices.flat[0])
+            lowered = jax.jit(parts).lower(self._weights("split"), *values.values())
+            if size != micro and not independent(size):  # checked again on the trace of these slices
+                return None
+            return _compile_lowered(lowered, mesh.devices.flat[0]), size
         except (AttributeError, TypeError, jax.errors.JaxRuntimeError):  # a JAX without jax.shard_map(check_vma=),
             return None  # or an XLA that cannot compile it: the slices run on one device
 

@@ -42,6 +42,13 @@ def micro_batch(batch: int, temp_bytes: int) -> int | None:
     return max(d for d in range(1, batch) if batch % d == 0 and (d == 1 or temp_bytes * d <= MMAP_THRESHOLD * batch))
 
 
+def part_slice(part: int, micro: int) -> int | None:
+    """The samples per slice for a core's part of a split batch: the largest divisor of `part` up to `micro` that
+    leaves two or more slices; None for a part of one sample."""
+    sizes = [d for d in range(1, min(micro, part - 1) + 1) if part % d == 0]
+    return max(sizes) if sizes else None
+
+
 def per_sample(graph: Graph, whole: Mapping[str, Any], sliced: Mapping[str, Any], batched: frozenset[str],
                sizes: tuple[int, int]) -> bool:
     """True when the graph, traced on the whole batch (`whole`: every value by name) and on a slice of it

@@ -104,6 +104,36 @@ def test_a_sliced_batch_that_the_cores_divide_runs_split_over_them(slice_everyth
             assert segment.executable.input_shardings[0][1].device_set == set(devices)
 
 
+def test_a_core_part_of_one_slice_runs_split_in_smaller_slices(slice_everything, monkeypatch):
+    """Where the slice size would make each core's part a single slice, the split runs each part as two or more
+    smaller slices instead of leaving the batch on one device."""
+    devices = backend.one_thread_cpus(backend.cpu_cores())
+    if len(devices) < 2:
+        pytest.skip("one core: nothing to split over")
+    monkeypatch.setattr(backend, "SPLIT_FLOPS", 0)
+    monkeypatch.setattr(batching, "micro_batch", lambda batch, temp: batch // len(devices))  # a part per slice
+    model = _cnn()
+    x = np.random.default_rng(5).standard_normal((2 * len(devices), 3, 16, 16), dtype=np.float32)
+    rep = onnx_jax.prepare(model)
+    for _ in range(2):
+        (y,) = rep.run({"x": x})
+        (expected,) = ReferenceEvaluator(model).run(None, {"x": x})
+        np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
+    (segment,) = rep._cache.values()
+    assert segment.placement == "split" and segment.micro_batch == 1
+    assert segment.executable.input_shardings[0][1].device_set == set(devices)
+
+
+def test_part_slice_leaves_each_core_two_or_more_slices():
+    assert batching.part_slice(4, 4) == 2
+    assert batching.part_slice(4, 2) == 2
+    assert batching.part_slice(2, 2) == 1
+    assert batching.part_slice(8, 4) == 4
+    assert batching.part_slice(6, 4) == 3
+    assert batching.part_slice(3, 8) == 1
+    assert batching.part_slice(1, 1) is None
+
+
 def test_small_temporaries_keep_the_whole_batch():
     x = np.zeros((4, 3, 16, 16), np.float32)
     assert _run(_cnn(), {"x": x})[1] is None
