@@ -45,8 +45,7 @@ def micro_batch(batch: int, temp_bytes: int) -> int | None:
 def part_slice(part: int, micro: int) -> int | None:
     """The samples per slice for a core's part of a split batch: the largest divisor of `part` up to `micro` that
     leaves two or more slices; None for a part of one sample."""
-    sizes = [d for d in range(1, min(micro, part - 1) + 1) if part % d == 0]
-    return max(sizes) if sizes else None
+    return max((d for d in range(1, min(micro, part - 1) + 1) if part % d == 0), default=None)
 
 
 def per_sample(graph: Graph, whole: Mapping[str, Any], sliced: Mapping[str, Any], batched: frozenset[str],
