@@ -447,7 +447,7 @@ class OnnxJaxRep(BackendRep):
         mesh = _split_mesh(batch, flops)
         if mesh is None:
             return None
-        shardings = (None, *(NamedSharding(mesh, PartitionSpec("batch" if n in batched else None)) for n in values))
+        shardings = (None, *(NamedSharding(mesh, _batch_spec(n in batched)) for n in values))
         with x64(self.precision):
             try:
                 split = jax.jit(fn, in_shardings=shardings).lower(self._weights("split"), *values.values())
@@ -515,7 +515,7 @@ class OnnxJaxRep(BackendRep):
         size = batching.part_slice(part, micro) if mesh is not None else None
         if size is None:
             return None
-        specs = tuple(PartitionSpec("batch" if n in batched else None) for n in values)
+        specs = tuple(_batch_spec(n in batched) for n in values)
         try:
             parts = jax.shard_map(looping(part, size), mesh=mesh, in_specs=(PartitionSpec(), *specs),
                                   out_specs=PartitionSpec("batch"), check_vma=False)
@@ -613,6 +613,12 @@ def _split_mesh(batch: int, flops: float) -> Mesh | None:
     if len(devices) < 2 or batch < len(devices) or batch % len(devices) or flops < SPLIT_FLOPS:
         return None
     return _batch_mesh(devices)
+
+
+def _batch_spec(batched: bool) -> PartitionSpec:
+    """An input's parts on a split mesh: axis 0 cut into a part per core, or the whole input on every core (any
+    rank: a scalar too)."""
+    return PartitionSpec("batch") if batched else PartitionSpec()
 
 
 def _exchanged_bytes(hlo: str) -> int:

@@ -124,6 +124,32 @@ def test_a_core_part_of_one_slice_runs_split_in_smaller_slices(slice_everything,
     assert segment.executable.input_shardings[0][1].device_set == set(devices)
 
 
+@pytest.mark.parametrize("sliced", [True, False])
+def test_a_scalar_input_reaches_every_core_of_a_split(monkeypatch, sliced):
+    """A rank-0 input beside the batch is passed whole to each core's part (a sliced or a plain split)."""
+    devices = backend.one_thread_cpus(backend.cpu_cores())
+    if len(devices) < 2:
+        pytest.skip("one core: nothing to split over")
+    monkeypatch.setattr(backend, "ONE_THREAD_FLOPS", -1)
+    monkeypatch.setattr(backend, "SPLIT_FLOPS", 0)
+    if sliced:
+        monkeypatch.setattr(batching, "MMAP_THRESHOLD", -1)
+    cnn = _cnn()
+    cnn.graph.node.append(helper.make_node("Mul", ["y", "scale"], ["scaled"]))
+    cnn.graph.input.append(_info("scale", []))
+    cnn.graph.output[0].name = "scaled"
+    feeds = {"x": np.random.default_rng(6).standard_normal((4 * len(devices), 3, 16, 16), dtype=np.float32),
+             "scale": np.array(3.0, np.float32)}
+    rep = onnx_jax.prepare(cnn)
+    for _ in range(2):
+        (y,) = rep.run(feeds)
+        (expected,) = ReferenceEvaluator(cnn).run(None, feeds)
+        # logits of ~300 (random weights) differ by an ulp, 3e-5: the softmax of two close ones by as much relatively
+        np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-6)
+    (segment,) = rep._cache.values()
+    assert segment.placement == "split" and (segment.micro_batch is not None) == sliced
+
+
 def test_part_slice_leaves_each_core_two_or_more_slices():
     assert batching.part_slice(4, 4) == 2
     assert batching.part_slice(4, 2) == 2
