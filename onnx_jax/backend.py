@@ -65,6 +65,11 @@ ONE_THREAD_BYTES = 1 << 20
 # parts may exchange this much (an embedding lookup's bounds mask), no more
 SPLIT_FLOPS = 100_000_000
 SPLIT_EXCHANGE_BYTES = 1 << 16
+# a batch the cores do not divide runs as a split part and the rest, joined (OnnxJaxRep._joined), only where the
+# join copies at most this many output bytes per FLOP (~4% of the run at 150 GFLOP/s): GPT-2 and LLaMA at batch 7
+# (29 MB of logits, 3e-3 bytes a FLOP) ran 1.13-1.3x slower joined, the copy alone 8 ms of LLaMA's 62; the other
+# models joined have at most 4e-4
+JOINED_BYTES_PER_FLOP = 1e-3
 # XLA CPU runs convolutions and dots through YNNPACK by default. Its convolutions are 1.2-2x slower than XLA's
 # Eigen kernels on the benchmark's CNNs; its dots are faster on tiny products and on wide ones (2048+ output
 # columns: a vocabulary projection), slower on the mid-size ones between (docs/performance.md). So convolutions
@@ -155,6 +160,27 @@ def _flops(lowered: jax.stages.Lowered) -> float:
     cost = lowered.cost_analysis() or {}
     cost = cost[0] if isinstance(cost, list) else cost
     return max(cost.get("flops", 0.0), sum(_dot_flops(dot) * times for dot, times in _executed_dots(lowered.as_text())))
+
+
+@dataclasses.dataclass(frozen=True)
+class Joined:
+    """The executable of a batch the cores do not divide (OnnxJaxRep._joined): the first `size` samples through
+    `head`, split over the cores, the rest through `rest`, each output joined along axis 0. Sound where every node
+    acts on each sample alone (batching.per_sample): each output's rows follow their samples. Its parts hold their
+    own weights, so it ignores the ones passed; it is never stored on disk (its parts are)."""
+
+    head: Callable[[list[np.ndarray]], tuple[np.ndarray, ...]]
+    rest: Callable[[list[np.ndarray]], tuple[np.ndarray, ...]]
+    size: int
+    batched: tuple[bool, ...]  # per input: whether it carries the batch on axis 0
+
+    def __call__(self, params: Any, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+        return self.run(list(arrays))
+
+    def run(self, arrays: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+        head = self.head([a[:self.size] if b else a for a, b in zip(arrays, self.batched)])
+        rest = self.rest([a[self.size:] if b else a for a, b in zip(arrays, self.batched)])
+        return tuple([np.concatenate(pair) for pair in zip(head, rest)])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -330,7 +356,7 @@ class OnnxJaxRep(BackendRep):
         if key is not None and (stored := load_executable(key, self._devices_of)) is not None:
             return Segment(stored[0], **{**stored[1], "stored": key})
         segment = self._trace_and_compile(start, static, dynamic)
-        if key is not None and segment.lean:
+        if key is not None and segment.lean and not isinstance(segment.executable, Joined):
             store_executable(key, segment.executable, {f.name: getattr(segment, f.name) for f in
                                                        dataclasses.fields(Segment) if f.name != "executable"})
         return segment
@@ -421,11 +447,14 @@ class OnnxJaxRep(BackendRep):
                       and bool(one_thread_cpus(1)))
         if one_thread:
             lowered = lower(packing, self._weights("one"))
+        needs_x64 = any(jax.numpy.dtype(v.dtype).itemsize == 8 for v in traced.values() if hasattr(v, "dtype"))
+        made = functools.partial(Segment, inputs=tuple(dynamic), host=host, outputs=outputs, static=found["static"],
+                                 stop=stop, checked=program.checks, lean=lean, needs_x64=needs_x64)
+        if on_cpu and not one_thread and (joined := self._joined(start, static, traced, fn, found, flops)):
+            return made(joined)
         with x64(self.precision):
             executable = _compile_lowered(lowered, self.device)
-        needs_x64 = any(jax.numpy.dtype(v.dtype).itemsize == 8 for v in traced.values() if hasattr(v, "dtype"))
-        segment = Segment(executable, tuple(dynamic), host, outputs, found["static"], stop, program.checks, lean,
-                          needs_x64, packing=packing, placement="one" if one_thread else None)
+        segment = made(executable, packing=packing, placement="one" if one_thread else None)
         if on_cpu and not one_thread:
             return self._sliced(segment, fn, found, traced, flops) or self._split(segment, fn, traced, flops) or segment
         return segment
@@ -437,6 +466,56 @@ class OnnxJaxRep(BackendRep):
         free = {n: v for n, v in values.items() if np.ndim(v) and n not in fixed}
         batch = next((v.shape[0] for v in free.values()), 0)
         return batch, frozenset(n for n, v in free.items() if v.shape[0] == batch)
+
+    def _joined(self, start: int, static: dict[str, Any], values: dict[str, Any], fn: Any, found: dict[str, Any],
+                flops: float) -> Joined | None:
+        """A batch the cores do not divide as two executables, where every node acts on each sample alone: the
+        largest part of it they divide, split over them, then the samples left (fewer than the cores) on their
+        own; None where that part would not run split, or where joining the outputs would copy more than
+        JOINED_BYTES_PER_FLOP. MobileNetV2 at batch 7 ran 0.82-0.88x of its time on JAX's two-thread client so,
+        ResNet-50 0.89x (docs/performance.md). `fn` is the traced function, which leaves its values by name in
+        found["env"]."""
+        batch, batched = self._batch(values)
+        size = batch - batch % cpu_cores()
+        joined = sum(math.prod(v.shape) * v.dtype.itemsize for v in map(found["env"].get, self.program.output_names))
+        if (size in (0, batch) or joined > JOINED_BYTES_PER_FLOP * flops
+                or _split_mesh(size, flops * size / batch) is None):
+            return None
+        head = {n: v[:size] if n in batched else v for n, v in values.items()}
+        rest = {n: v[size:] if n in batched else v for n, v in values.items()}
+        whole = found["env"]
+        try:
+            with x64(self.precision):
+                jax.jit(fn).trace(self._params, *rest.values())
+            if not batching.per_sample(self.program.graph, whole, found["env"], batched, (batch, batch - size)):
+                return None
+        except (OnnxJaxError, TypeError, ValueError):  # the graph does not work on fewer samples
+            return None
+        finally:
+            found["env"] = whole
+        head_part, head_call = self._part(start, static, head)
+        if head_part.placement != "split":
+            return None
+        return Joined(head_call, self._part(start, static, rest)[1], size, tuple(n in batched for n in values))
+
+    def _part(self, start: int, static: dict[str, Any], values: dict[str, Any]) -> tuple[Segment, Callable]:
+        """A lean segment for these inputs and its direct call, run once: one loaded from disk that fails to run
+        here is discarded and compiled anew (as run() does for whole segments)."""
+        arrays = list(values.values())
+
+        def ran(part: Segment) -> tuple[Segment, Callable]:
+            call = _direct(part.executable, part.packing, part.needs_x64, self._weights(part.placement), arrays)
+            call(arrays)
+            return part, call
+
+        part = self._compile(start, static, values)
+        try:
+            return ran(part)
+        except jax.errors.JaxRuntimeError:
+            if part.stored is None:
+                raise
+            discard_executable(part.stored)
+            return ran(self._trace_and_compile(start, static, values))
 
     def _split(self, segment: Segment, fn: Any, values: dict[str, Any], flops: float) -> Segment | None:
         """The segment with its batch split over one_thread_cpus(cpu_cores()), an equal part per core, where it has
@@ -647,6 +726,8 @@ def _direct(executable: Any, packing: tuple[tuple[int, ...], ...] | None, wide: 
     """A lean segment's call in the steady state (for inputs like these): inputs packed as it takes them, outputs as
     numpy arrays; small inputs copied into host buffers its device arrays alias (`_staging`), where no other thread
     is using them."""
+    if isinstance(executable, Joined):
+        return executable.run
     call = _entry_point(executable)
     if wide:
         def plain(arrays: list[np.ndarray]) -> tuple[np.ndarray, ...]:

@@ -66,13 +66,13 @@ def per_sample(graph: Graph, whole: Mapping[str, Any], sliced: Mapping[str, Any]
             return False
         outputs = [out for out in node.outputs if out]
         if all(is_static(whole.get(out)) and is_static(sliced.get(out)) for out in outputs):
-            kinds.update((out, SAME if _equal(whole.get(out), sliced.get(out)) else DIFFERS) for out in outputs)
+            kinds.update((out, _static_kind(whole.get(out), sliced.get(out), sizes)) for out in outputs)
             continue  # trace-time values (a Shape, a folded constant): compared, not computed per sample
         if subgraphs(node) or _makes_8bit_floats(outputs, whole):
             return False
-        if not _acts_per_sample(node, inputs, whole):
+        if not _acts_per_sample(node, inputs, whole, sliced, sizes):
             return False
-        kinds.update((out, BATCH if BATCH in inputs else SAME) for out in outputs)
+        kinds.update((out, BATCH if BATCH in inputs or DIFFERS in inputs else SAME) for out in outputs)
     return all(kinds.get(o.name) == BATCH for o in graph.outputs) and all(
         _consistent(kind, whole[name], sliced[name], sizes) for name, kind in kinds.items() if name
     )
@@ -87,12 +87,27 @@ def _equal(a: Any, b: Any) -> bool:
     return a.dtype == b.dtype and a.shape == b.shape and bool(np.all((a == b) | ((a != a) & (b != b))))
 
 
+def _static_kind(a: Any, b: Any, sizes: tuple[int, int]) -> str:
+    """A trace-time value in both traces: SAME where equal; BATCH where it repeats one sample's rows once per
+    sample in both (zero token types or position ids expanded to the batch from its Shape); else DIFFERS."""
+    if _equal(a, b):
+        return SAME
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype and a.ndim == b.ndim >= 1:
+        (whole, sliced), rows = sizes, a.shape[0] // sizes[0]
+        if rows and a.shape[0] == rows * whole and b.shape[0] == rows * sliced and a.shape[1:] == b.shape[1:]:
+            sample = a[:rows]
+            if _equal(a, np.tile(sample, (whole,) + (1,) * (a.ndim - 1))) and _equal(
+                    b, np.tile(sample, (sliced,) + (1,) * (b.ndim - 1))):
+                return BATCH
+    return DIFFERS
+
+
 def _consistent(kind: str, a: Any, b: Any, sizes: tuple[int, int]) -> bool:
     """A batch value has the same whole number of rows per sample on axis 0 in both traces (several where a
     Reshape merged the batch with the axes after it: attention heads) and the same other axes; a shared traced
     value has one shape."""
-    if is_static(a):
-        return kind != BATCH
+    if is_static(a) and kind != BATCH:
+        return True
     sa, sb = tuple(getattr(a, "shape", ())), tuple(getattr(b, "shape", ()))
     if kind == BATCH:
         whole, sliced = sizes
@@ -108,10 +123,14 @@ def _makes_8bit_floats(outputs: list[str], whole: Mapping[str, Any]) -> bool:
     return any(is_float(dtype) and dtype.itemsize == 1 for dtype in dtypes)
 
 
-def _acts_per_sample(node: Node, kinds: list[str], whole: Mapping[str, Any]) -> bool:
+def _acts_per_sample(node: Node, kinds: list[str], whole: Mapping[str, Any], sliced: Mapping[str, Any],
+                     sizes: tuple[int, int]) -> bool:
     """Whether `node` computes each sample of its batch inputs from that sample alone (kinds: one per input)."""
     op, attrs = node.op_type, node.attrs
-    if DIFFERS in kinds and op != "Reshape" or op.startswith("Random") or op in ("Bernoulli", "Multinomial"):
+    if op in ("Gather", "GatherND") and kinds == [BATCH, DIFFERS] and attrs.get("axis", 0) == 0:
+        return not attrs.get("batch_dims", 0) and _picks_own_rows(op, *node.inputs, whole, sliced, sizes)
+    if DIFFERS in kinds and op not in ("Reshape", "Expand") or op.startswith("Random") or op in ("Bernoulli",
+                                                                                              "Multinomial"):
         return False
     if BATCH not in kinds:
         return True  # a computation of weights alone: shared by every sample
@@ -141,8 +160,12 @@ def _acts_per_sample(node: Node, kinds: list[str], whole: Mapping[str, Any]) -> 
         return kinds[0] == BATCH and set(kinds[1:]) <= {SAME}
     if op == "Reshape":  # row-major and keeping axis 0's size (checked on both traces' shapes): per sample
         return kinds[0] == BATCH
-    if op == "Flatten":
-        return kinds[0] == BATCH and attrs.get("axis", 1) % max(rank, 1) != 0
+    if op == "Flatten":  # axis 0 becomes the batch times the axes before `axis`: rows kept together (as Reshape)
+        axis = attrs.get("axis", 1)
+        return kinds[0] == BATCH and (axis + rank if axis < 0 else axis) != 0
+    if op == "Expand":  # a broadcast of a sample or of a shared value along a batch of the given shape's size
+        return kinds[0] in (BATCH, SAME) and kinds[1] != BATCH and (
+            kinds[0] == SAME or np.size(whole[node.inputs[1]]) == ranks[0])
     if op == "Transpose":
         perm = attrs.get("perm")
         return kinds[0] == BATCH and perm is not None and perm[0] == 0
@@ -162,6 +185,25 @@ def _acts_per_sample(node: Node, kinds: list[str], whole: Mapping[str, Any]) -> 
     if op in ("Split", "Slice", "Unsqueeze", "Squeeze", "Pad", "Gather", "ArgMax", "ArgMin") or op in _REDUCTIONS:
         return kinds[0] == BATCH and set(kinds[1:]) <= {SAME} and _spares_axis_0(node, whole, ranks[0])
     return False
+
+
+def _picks_own_rows(op: str, data: str, indices: str, whole: Mapping[str, Any], sliced: Mapping[str, Any],
+                    sizes: tuple[int, int]) -> bool:
+    """A Gather along axis 0 (GatherND: the first index component) of a batch value by trace-time indices that pick,
+    for each sample, rows of that sample alone, by one pattern in both traces: a mask or position lookup that an
+    exporter wrote as indexing with the sample's own number (mask[arange(batch)[:, None], positions])."""
+    rows = np.shape(whole[data])[0] // sizes[0]
+    patterns = []
+    for values, size in ((whole, sizes[0]), (sliced, sizes[1])):
+        index = values[indices]
+        if not isinstance(index, np.ndarray) or index.ndim == 0 or index.shape[0] % size or not rows:
+            return False
+        own = index.astype(np.int64).reshape(size, -1, index.shape[-1] if op == "GatherND" else 1).copy()
+        own[..., 0] -= np.arange(size)[:, None] * rows
+        if not (own == own[:1]).all() or own[..., 0].min() < 0 or own[..., 0].max() >= rows:
+            return False
+        patterns.append((own[0], index.shape[1:]))
+    return patterns[0][1] == patterns[1][1] and np.array_equal(patterns[0][0], patterns[1][0])
 
 
 def _matmul_per_sample(kinds: list[str], ranks: list[int]) -> bool:

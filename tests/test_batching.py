@@ -81,27 +81,61 @@ def test_residual_blocks_with_materialized_activations_run_sliced(slice_everythi
 
 
 def test_a_sliced_batch_that_the_cores_divide_runs_split_over_them(slice_everything, monkeypatch):
-    """Each core loops over the slices of its part of the batch (any FLOPs counting as many here); a batch the
-    cores do not divide stays sliced on one device."""
+    """Each core loops over the slices of its part of the batch (any FLOPs counting as many here)."""
     devices = backend.one_thread_cpus(backend.cpu_cores())
     if len(devices) < 2:
         pytest.skip("one core: nothing to split over")
     monkeypatch.setattr(backend, "SPLIT_FLOPS", 0)
     model = _cnn()
+    x = np.random.default_rng(4).standard_normal((3 * len(devices), 3, 16, 16), dtype=np.float32)
     rep = onnx_jax.prepare(model)
-    for batch in (3 * len(devices), 3 * len(devices) + 1):
-        x = np.random.default_rng(batch).standard_normal((batch, 3, 16, 16), dtype=np.float32)
-        for _ in range(2):  # the first call, then the steady state
-            (y,) = rep.run({"x": x})
-            (expected,) = ReferenceEvaluator(model).run(None, {"x": x})
-            np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
-        segment = rep._cache[next(reversed(rep._cache))]
-        assert segment.micro_batch == 1
-        if batch % len(devices):
-            assert segment.placement is None
-        else:
-            assert segment.placement == "split"
-            assert segment.executable.input_shardings[0][1].device_set == set(devices)
+    for _ in range(2):  # the first call, then the steady state
+        (y,) = rep.run({"x": x})
+        (expected,) = ReferenceEvaluator(model).run(None, {"x": x})
+        np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
+    (segment,) = rep._cache.values()
+    assert segment.micro_batch == 1 and segment.placement == "split"
+    assert segment.executable.input_shardings[0][1].device_set == set(devices)
+
+
+@pytest.mark.parametrize("sliced", [True, False])
+def test_a_batch_the_cores_do_not_divide_runs_its_largest_divided_part_split_then_the_rest(monkeypatch, sliced):
+    """Batch 3 * cores + 1: 3 * cores samples split over the cores (as slices or whole parts), then the last one,
+    the outputs joined; the same results as the whole batch at once."""
+    devices = backend.one_thread_cpus(backend.cpu_cores())
+    if len(devices) < 2:
+        pytest.skip("one core: nothing to split over")
+    monkeypatch.setattr(backend, "ONE_THREAD_FLOPS", -1)
+    monkeypatch.setattr(backend, "SPLIT_FLOPS", 0)
+    if sliced:
+        monkeypatch.setattr(batching, "MMAP_THRESHOLD", -1)
+    model = _cnn()
+    x = np.random.default_rng(7).standard_normal((3 * len(devices) + 1, 3, 16, 16), dtype=np.float32)
+    rep = onnx_jax.prepare(model)
+    for _ in range(2):
+        (y,) = rep.run({"x": x})
+        (expected,) = ReferenceEvaluator(model).run(None, {"x": x})
+        np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
+    segment = rep._cache[next(reversed(rep._cache))]
+    assert isinstance(segment.executable, backend.Joined) and segment.executable.size == 3 * len(devices)
+    assert rep.compiled_segments == 1  # its parts are not cache entries of their own
+
+
+def test_a_batch_the_cores_do_not_divide_of_a_graph_that_mixes_samples_runs_whole(monkeypatch):
+    devices = backend.one_thread_cpus(backend.cpu_cores())
+    if len(devices) < 2:
+        pytest.skip("one core: nothing to split over")
+    monkeypatch.setattr(backend, "ONE_THREAD_FLOPS", -1)
+    monkeypatch.setattr(backend, "SPLIT_FLOPS", 0)
+    _, nodes, inputs, initializers = next(_mixing_graphs())  # a sum over the batch
+    model = _model(nodes, inputs, [_info("y", None)], initializers)
+    x = np.random.default_rng(8).standard_normal((len(devices) + 1, 6)).astype(np.float32)
+    rep = onnx_jax.prepare(model)
+    (y,) = rep.run({"x": x})
+    (segment,) = rep._cache.values()
+    assert not isinstance(segment.executable, backend.Joined)
+    (expected,) = ReferenceEvaluator(model).run(None, {"x": x})
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_a_core_part_of_one_slice_runs_split_in_smaller_slices(slice_everything, monkeypatch):
@@ -251,9 +285,62 @@ def _mixing_graphs():
         helper.make_node("Transpose", ["x"], ["t"], perm=[1, 0]), helper.make_node("MatMul", ["t", "x"], ["g"]),
         helper.make_node("MatMul", ["x", "g"], ["y"]),
     ], [x], {}
+    yield "rows of other samples gathered by indices from the batch size", [
+        helper.make_node("Shape", ["x"], ["shape"]), i64("zero", 0), i64("one", 1), i64("minus", -1),
+        helper.make_node("Gather", ["shape", "zero"], ["n"], axis=0), helper.make_node("Sub", ["n", "one"], ["last"]),
+        helper.make_node("Range", ["last", "minus", "minus"], ["reversed"]),
+        helper.make_node("Gather", ["x", "reversed"], ["y"], axis=0),
+    ], [x], {}
     yield "a running sum", [
         i64("axis", 0), helper.make_node("CumSum", ["x", "axis"], ["y"]),
     ], [x], {}
+
+
+def _batch_sized_graphs():
+    """Graphs that build values from the batch size, as exporters do, yet treat each sample alone: sliced."""
+    x = _info("x", ["N", 6])
+    i64 = lambda name, values: helper.make_node(  # noqa: E731
+        "Constant", [], [name], value=numpy_helper.from_array(np.array(values, np.int64)))
+    batch_size = [helper.make_node("Shape", ["x"], ["shape"]), i64("zero", 0), i64("one", 1),
+                  helper.make_node("Gather", ["shape", "zero"], ["n"], axis=0)]
+    yield "a constant of the input's shape", batch_size[:1] + [
+        helper.make_node("ConstantOfShape", ["shape"], ["z"], value=numpy_helper.from_array(np.array([1.5], np.float32))),
+        helper.make_node("Mul", ["x", "z"], ["y"]),
+    ], [x], {}
+    yield "a shared row expanded to the batch", batch_size + [
+        helper.make_node("Unsqueeze", ["n", "zero"], ["n1"]), i64("six", [6]),
+        helper.make_node("Concat", ["n1", "six"], ["to"], axis=0),
+        helper.make_node("Expand", ["row", "to"], ["e"]), helper.make_node("Add", ["x", "e"], ["y"]),
+    ], [x], {"row": np.arange(6, dtype=np.float32).reshape(1, 6)}
+    yield "each sample's own row gathered", batch_size + [
+        helper.make_node("Range", ["zero", "n", "one"], ["own"]),
+        helper.make_node("Gather", ["x", "own"], ["g"], axis=0), helper.make_node("Relu", ["g"], ["y"]),
+    ], [x], {}
+    yield "each sample's own elements gathered by index pairs", batch_size + [
+        helper.make_node("Range", ["zero", "n", "one"], ["own"]), i64("axis1", [1]), i64("axis2", [2]),
+        helper.make_node("Unsqueeze", ["own", "axis1"], ["own1"]), i64("cols", [[5, 0, 2]]),
+        helper.make_node("Mul", ["own1", "zero"], ["zeros"]),
+        helper.make_node("Add", ["zeros", "cols"], ["c"]),  # (N, 3): the same columns for every sample
+        helper.make_node("Mul", ["c", "zero"], ["zeros3"]),
+        helper.make_node("Add", ["own1", "zeros3"], ["r"]),  # (N, 3): each sample's own number
+        helper.make_node("Unsqueeze", ["r", "axis2"], ["r2"]), helper.make_node("Unsqueeze", ["c", "axis2"], ["c2"]),
+        helper.make_node("Concat", ["r2", "c2"], ["pairs"], axis=2), helper.make_node("GatherND", ["x", "pairs"], ["y"]),
+    ], [x], {}
+    yield "the batch flattened with every axis", [
+        helper.make_node("Flatten", ["x"], ["f"], axis=2), helper.make_node("Relu", ["f"], ["r"]),
+        i64("back", [-1, 6]), helper.make_node("Reshape", ["r", "back"], ["y"]),
+    ], [x], {}
+
+
+@pytest.mark.parametrize("case", list(_batch_sized_graphs()), ids=lambda case: case[0])
+def test_values_built_from_the_batch_size_that_follow_each_sample_are_sliced(slice_everything, case):
+    _, nodes, inputs, initializers = case
+    model = _model(nodes, inputs, [_info("y", None)], initializers)
+    x = np.random.default_rng(9).standard_normal((4, 6)).astype(np.float32)
+    (y,), micro = _run(model, {"x": x})
+    assert micro == 1
+    (expected,) = ReferenceEvaluator(model).run(None, {"x": x})
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("case", list(_mixing_graphs()), ids=lambda case: case[0])
