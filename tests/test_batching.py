@@ -3,6 +3,7 @@ and with the same results as the whole batch at once."""
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
@@ -119,6 +120,53 @@ def test_a_batch_the_cores_do_not_divide_runs_its_largest_divided_part_split_the
     segment = rep._cache[next(reversed(rep._cache))]
     assert isinstance(segment.executable, backend.Joined) and segment.executable.size == 3 * len(devices)
     assert rep.compiled_segments == 1  # its parts are not cache entries of their own
+
+
+def test_the_parts_of_a_joined_batch_are_stored_and_loaded(monkeypatch, tmp_path):
+    """A new process finds both parts on disk and compiles nothing (the joined segment itself is not stored)."""
+    devices = backend.one_thread_cpus(backend.cpu_cores())
+    if len(devices) < 2:
+        pytest.skip("one core: nothing to split over")
+    monkeypatch.setenv("ONNX_JAX_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(backend, "ONE_THREAD_FLOPS", -1)
+    monkeypatch.setattr(backend, "SPLIT_FLOPS", 0)
+    x = np.random.default_rng(10).standard_normal((len(devices) + 1, 3, 16, 16), dtype=np.float32)
+    (first,) = onnx_jax.prepare(_cnn()).run({"x": x})
+    assert len(list(tmp_path.glob("onnx_jax-*.pkl"))) == 2
+
+    def no_compile(*args):
+        raise AssertionError("compiled although both parts were stored")
+
+    monkeypatch.setattr(backend, "_compile_lowered", no_compile)
+    rep = onnx_jax.prepare(_cnn())
+    (again,) = rep.run({"x": x})
+    assert isinstance(rep._cache[next(iter(rep._cache))].executable, backend.Joined)
+    np.testing.assert_array_equal(again, first)
+
+
+def test_a_stored_part_that_fails_to_run_is_discarded_and_compiled_anew(monkeypatch, tmp_path):
+    """As run() does for a whole segment: XLA CPU executables serialized by some processes load but do not run."""
+    devices = backend.one_thread_cpus(backend.cpu_cores())
+    if len(devices) < 2:
+        pytest.skip("one core: nothing to split over")
+    monkeypatch.setenv("ONNX_JAX_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(backend, "ONE_THREAD_FLOPS", -1)
+    monkeypatch.setattr(backend, "SPLIT_FLOPS", 0)
+    x = np.random.default_rng(11).standard_normal((len(devices) + 1, 3, 16, 16), dtype=np.float32)
+    (first,) = onnx_jax.prepare(_cnn()).run({"x": x})
+
+    class Broken:
+        input_shardings = ((None,), {})
+
+        def _call(self, *args):
+            raise jax.errors.JaxRuntimeError("NOT_FOUND: Function not found")
+
+    load = backend.load_executable
+    monkeypatch.setattr(backend, "load_executable", lambda key, devices_of: (
+        None if (stored := load(key, devices_of)) is None else (Broken(), stored[1])))
+    (again,) = onnx_jax.prepare(_cnn()).run({"x": x})
+    np.testing.assert_array_equal(again, first)
+    assert not list(tmp_path.glob("onnx_jax-*.pkl"))  # both discarded
 
 
 def test_a_batch_the_cores_do_not_divide_of_a_graph_that_mixes_samples_runs_whole(monkeypatch):
