@@ -471,14 +471,15 @@ class OnnxJaxRep(BackendRep):
                 flops: float) -> Joined | None:
         """A batch the cores do not divide as two executables, where every node acts on each sample alone: the
         largest part of it they divide, split over them, then the samples left (fewer than the cores) on their
-        own; None where that part would not run split, or where joining the outputs would copy more than
-        JOINED_BYTES_PER_FLOP. MobileNetV2 at batch 7 ran 0.82-0.88x of its time on JAX's two-thread client so,
-        ResNet-50 0.89x (docs/performance.md). `fn` is the traced function, which leaves its values by name in
-        found["env"]."""
+        own; None where that part would not run split or would be one sample a core, or where joining the outputs
+        would copy more than JOINED_BYTES_PER_FLOP. On two cores MobileNetV2 at batch 7 ran 0.79-0.84x of its time
+        on JAX's two-thread client so, ResNet-50 at batch 5 0.87x, but at batch 3 1.10x slower (docs/performance.md).
+        `fn` is the traced function, which leaves its values by name in found["env"]."""
         batch, batched = self._batch(values)
-        size = batch - batch % cpu_cores()
+        cores = cpu_cores()
+        size = batch - batch % cores
         joined = sum(math.prod(v.shape) * v.dtype.itemsize for v in map(found["env"].get, self.program.output_names))
-        if (size in (0, batch) or joined > JOINED_BYTES_PER_FLOP * flops
+        if (size == batch or size < 2 * cores or joined > JOINED_BYTES_PER_FLOP * flops
                 or _split_mesh(size, flops * size / batch) is None):
             return None
         head = {n: v[:size] if n in batched else v for n, v in values.items()}

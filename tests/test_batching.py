@@ -122,6 +122,22 @@ def test_a_batch_the_cores_do_not_divide_runs_its_largest_divided_part_split_the
     assert rep.compiled_segments == 1  # its parts are not cache entries of their own
 
 
+def test_a_batch_whose_divided_part_is_one_sample_a_core_runs_whole(monkeypatch):
+    """Batch cores + 1: one sample a core, then one more, ran slower than the whole batch on JAX's client."""
+    devices = backend.one_thread_cpus(backend.cpu_cores())
+    if len(devices) < 2:
+        pytest.skip("one core: nothing to split over")
+    monkeypatch.setattr(backend, "ONE_THREAD_FLOPS", -1)
+    monkeypatch.setattr(backend, "SPLIT_FLOPS", 0)
+    x = np.random.default_rng(12).standard_normal((len(devices) + 1, 3, 16, 16), dtype=np.float32)
+    rep = onnx_jax.prepare(_cnn())
+    (y,) = rep.run({"x": x})
+    (segment,) = rep._cache.values()
+    assert not isinstance(segment.executable, backend.Joined)
+    (expected,) = ReferenceEvaluator(_cnn()).run(None, {"x": x})
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_the_parts_of_a_joined_batch_are_stored_and_loaded(monkeypatch, tmp_path):
     """A new process finds both parts on disk and compiles nothing (the joined segment itself is not stored)."""
     devices = backend.one_thread_cpus(backend.cpu_cores())
@@ -130,7 +146,7 @@ def test_the_parts_of_a_joined_batch_are_stored_and_loaded(monkeypatch, tmp_path
     monkeypatch.setenv("ONNX_JAX_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(backend, "ONE_THREAD_FLOPS", -1)
     monkeypatch.setattr(backend, "SPLIT_FLOPS", 0)
-    x = np.random.default_rng(10).standard_normal((len(devices) + 1, 3, 16, 16), dtype=np.float32)
+    x = np.random.default_rng(10).standard_normal((2 * len(devices) + 1, 3, 16, 16), dtype=np.float32)
     (first,) = onnx_jax.prepare(_cnn()).run({"x": x})
     assert len(list(tmp_path.glob("onnx_jax-*.pkl"))) == 2
 
@@ -152,7 +168,7 @@ def test_a_stored_part_that_fails_to_run_is_discarded_and_compiled_anew(monkeypa
     monkeypatch.setenv("ONNX_JAX_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(backend, "ONE_THREAD_FLOPS", -1)
     monkeypatch.setattr(backend, "SPLIT_FLOPS", 0)
-    x = np.random.default_rng(11).standard_normal((len(devices) + 1, 3, 16, 16), dtype=np.float32)
+    x = np.random.default_rng(11).standard_normal((2 * len(devices) + 1, 3, 16, 16), dtype=np.float32)
     (first,) = onnx_jax.prepare(_cnn()).run({"x": x})
 
     class Broken:
@@ -177,7 +193,7 @@ def test_a_batch_the_cores_do_not_divide_of_a_graph_that_mixes_samples_runs_whol
     monkeypatch.setattr(backend, "SPLIT_FLOPS", 0)
     _, nodes, inputs, initializers = next(_mixing_graphs())  # a sum over the batch
     model = _model(nodes, inputs, [_info("y", None)], initializers)
-    x = np.random.default_rng(8).standard_normal((len(devices) + 1, 6)).astype(np.float32)
+    x = np.random.default_rng(8).standard_normal((2 * len(devices) + 1, 6)).astype(np.float32)
     rep = onnx_jax.prepare(model)
     (y,) = rep.run({"x": x})
     (segment,) = rep._cache.values()
