@@ -21,6 +21,18 @@ def slice_everything(monkeypatch):
     monkeypatch.setattr(backend, "ONE_THREAD_FLOPS", -1)
 
 
+@pytest.fixture
+def split_anything(monkeypatch):
+    """The one-thread cores to split over (skips with one): any executable of a batch counts as big enough to split
+    and none runs on the single one-thread device."""
+    devices = backend.one_thread_cpus(backend.cpu_cores())
+    if len(devices) < 2:
+        pytest.skip("one core: nothing to split over")
+    monkeypatch.setattr(backend, "ONE_THREAD_FLOPS", -1)
+    monkeypatch.setattr(backend, "SPLIT_FLOPS", 0)
+    return devices
+
+
 def _model(nodes, inputs, outputs, initializers=()):
     graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=[numpy_helper.from_array(v, k)
                                                                          for k, v in dict(initializers).items()])
@@ -100,14 +112,10 @@ def test_a_sliced_batch_that_the_cores_divide_runs_split_over_them(slice_everyth
 
 
 @pytest.mark.parametrize("sliced", [True, False])
-def test_a_batch_the_cores_do_not_divide_runs_its_largest_divided_part_split_then_the_rest(monkeypatch, sliced):
+def test_an_undivided_batch_runs_its_divided_part_split_then_the_rest(split_anything, monkeypatch, sliced):
     """Batch 3 * cores + 1: 3 * cores samples split over the cores (as slices or whole parts), then the last one,
     the outputs joined; the same results as the whole batch at once."""
-    devices = backend.one_thread_cpus(backend.cpu_cores())
-    if len(devices) < 2:
-        pytest.skip("one core: nothing to split over")
-    monkeypatch.setattr(backend, "ONE_THREAD_FLOPS", -1)
-    monkeypatch.setattr(backend, "SPLIT_FLOPS", 0)
+    devices = split_anything
     if sliced:
         monkeypatch.setattr(batching, "MMAP_THRESHOLD", -1)
     model = _cnn()
@@ -122,13 +130,9 @@ def test_a_batch_the_cores_do_not_divide_runs_its_largest_divided_part_split_the
     assert rep.compiled_segments == 1  # its parts are not cache entries of their own
 
 
-def test_a_batch_whose_divided_part_is_one_sample_a_core_runs_whole(monkeypatch):
+def test_a_batch_whose_divided_part_is_one_sample_a_core_runs_whole(split_anything):
     """Batch cores + 1: one sample a core, then one more, ran slower than the whole batch on JAX's client."""
-    devices = backend.one_thread_cpus(backend.cpu_cores())
-    if len(devices) < 2:
-        pytest.skip("one core: nothing to split over")
-    monkeypatch.setattr(backend, "ONE_THREAD_FLOPS", -1)
-    monkeypatch.setattr(backend, "SPLIT_FLOPS", 0)
+    devices = split_anything
     x = np.random.default_rng(12).standard_normal((len(devices) + 1, 3, 16, 16), dtype=np.float32)
     rep = onnx_jax.prepare(_cnn())
     (y,) = rep.run({"x": x})
@@ -138,14 +142,10 @@ def test_a_batch_whose_divided_part_is_one_sample_a_core_runs_whole(monkeypatch)
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_the_parts_of_a_joined_batch_are_stored_and_loaded(monkeypatch, tmp_path):
+def test_the_parts_of_a_joined_batch_are_stored_and_loaded(split_anything, monkeypatch, tmp_path):
     """A new process finds both parts on disk and compiles nothing (the joined segment itself is not stored)."""
-    devices = backend.one_thread_cpus(backend.cpu_cores())
-    if len(devices) < 2:
-        pytest.skip("one core: nothing to split over")
+    devices = split_anything
     monkeypatch.setenv("ONNX_JAX_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(backend, "ONE_THREAD_FLOPS", -1)
-    monkeypatch.setattr(backend, "SPLIT_FLOPS", 0)
     x = np.random.default_rng(10).standard_normal((2 * len(devices) + 1, 3, 16, 16), dtype=np.float32)
     (first,) = onnx_jax.prepare(_cnn()).run({"x": x})
     assert len(list(tmp_path.glob("onnx_jax-*.pkl"))) == 2
@@ -160,14 +160,10 @@ def test_the_parts_of_a_joined_batch_are_stored_and_loaded(monkeypatch, tmp_path
     np.testing.assert_array_equal(again, first)
 
 
-def test_a_stored_part_that_fails_to_run_is_discarded_and_compiled_anew(monkeypatch, tmp_path):
+def test_a_stored_part_that_fails_to_run_is_discarded_and_compiled_anew(split_anything, monkeypatch, tmp_path):
     """As run() does for a whole segment: XLA CPU executables serialized by some processes load but do not run."""
-    devices = backend.one_thread_cpus(backend.cpu_cores())
-    if len(devices) < 2:
-        pytest.skip("one core: nothing to split over")
+    devices = split_anything
     monkeypatch.setenv("ONNX_JAX_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(backend, "ONE_THREAD_FLOPS", -1)
-    monkeypatch.setattr(backend, "SPLIT_FLOPS", 0)
     x = np.random.default_rng(11).standard_normal((2 * len(devices) + 1, 3, 16, 16), dtype=np.float32)
     (first,) = onnx_jax.prepare(_cnn()).run({"x": x})
 
@@ -185,12 +181,8 @@ def test_a_stored_part_that_fails_to_run_is_discarded_and_compiled_anew(monkeypa
     assert not list(tmp_path.glob("onnx_jax-*.pkl"))  # both discarded
 
 
-def test_a_batch_the_cores_do_not_divide_of_a_graph_that_mixes_samples_runs_whole(monkeypatch):
-    devices = backend.one_thread_cpus(backend.cpu_cores())
-    if len(devices) < 2:
-        pytest.skip("one core: nothing to split over")
-    monkeypatch.setattr(backend, "ONE_THREAD_FLOPS", -1)
-    monkeypatch.setattr(backend, "SPLIT_FLOPS", 0)
+def test_a_batch_the_cores_do_not_divide_of_a_graph_that_mixes_samples_runs_whole(split_anything):
+    devices = split_anything
     _, nodes, inputs, initializers = next(_mixing_graphs())  # a sum over the batch
     model = _model(nodes, inputs, [_info("y", None)], initializers)
     x = np.random.default_rng(8).standard_normal((2 * len(devices) + 1, 6)).astype(np.float32)
@@ -223,13 +215,9 @@ def test_a_core_part_of_one_slice_runs_split_in_smaller_slices(slice_everything,
 
 
 @pytest.mark.parametrize("sliced", [True, False])
-def test_a_scalar_input_reaches_every_core_of_a_split(monkeypatch, sliced):
+def test_a_scalar_input_reaches_every_core_of_a_split(split_anything, monkeypatch, sliced):
     """A rank-0 input beside the batch is passed whole to each core's part (a sliced or a plain split)."""
-    devices = backend.one_thread_cpus(backend.cpu_cores())
-    if len(devices) < 2:
-        pytest.skip("one core: nothing to split over")
-    monkeypatch.setattr(backend, "ONE_THREAD_FLOPS", -1)
-    monkeypatch.setattr(backend, "SPLIT_FLOPS", 0)
+    devices = split_anything
     if sliced:
         monkeypatch.setattr(batching, "MMAP_THRESHOLD", -1)
     cnn = _cnn()
@@ -368,7 +356,8 @@ def _batch_sized_graphs():
     batch_size = [helper.make_node("Shape", ["x"], ["shape"]), i64("zero", 0), i64("one", 1),
                   helper.make_node("Gather", ["shape", "zero"], ["n"], axis=0)]
     yield "a constant of the input's shape", batch_size[:1] + [
-        helper.make_node("ConstantOfShape", ["shape"], ["z"], value=numpy_helper.from_array(np.array([1.5], np.float32))),
+        helper.make_node("ConstantOfShape", ["shape"], ["z"],
+                         value=numpy_helper.from_array(np.array([1.5], np.float32))),
         helper.make_node("Mul", ["x", "z"], ["y"]),
     ], [x], {}
     yield "a shared row expanded to the batch", batch_size + [
@@ -388,7 +377,8 @@ def _batch_sized_graphs():
         helper.make_node("Mul", ["c", "zero"], ["zeros3"]),
         helper.make_node("Add", ["own1", "zeros3"], ["r"]),  # (N, 3): each sample's own number
         helper.make_node("Unsqueeze", ["r", "axis2"], ["r2"]), helper.make_node("Unsqueeze", ["c", "axis2"], ["c2"]),
-        helper.make_node("Concat", ["r2", "c2"], ["pairs"], axis=2), helper.make_node("GatherND", ["x", "pairs"], ["y"]),
+        helper.make_node("Concat", ["r2", "c2"], ["pairs"], axis=2),
+        helper.make_node("GatherND", ["x", "pairs"], ["y"]),
     ], [x], {}
     yield "the batch flattened with every axis", [
         helper.make_node("Flatten", ["x"], ["f"], axis=2), helper.make_node("Relu", ["f"], ["r"]),
